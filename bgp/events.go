@@ -1,0 +1,252 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// onEvent handles GoBGP's event stream. GoBGP calls it from one goroutine
+// and buffers behind it, so blocking here on a slow consumer delays route
+// updates but never the BGP sessions.
+func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
+	switch e := ev.Event.(type) {
+	case *api.WatchEventResponse_Peer:
+		s.onPeerEvent(e.Peer)
+	case *api.WatchEventResponse_Table:
+		var eors []*api.Path
+		paths := e.Table.Paths[:0:0]
+		for _, p := range e.Table.Paths {
+			if isEOR(p) {
+				eors = append(eors, p)
+				continue
+			}
+			paths = append(paths, p)
+		}
+		if ups := pathsToUpdates(paths, s.log.Warn); len(ups) > 0 {
+			s.updates <- ups
+		}
+		for _, p := range eors {
+			s.onEOR(p)
+		}
+	}
+}
+
+// isEOR tells GoBGP's End-of-RIB marker: the only path it sends without
+// an NLRI.
+func isEOR(p *api.Path) bool {
+	return p.Nlri == nil
+}
+
+// pathsToUpdates groups an event's paths by prefix. With multipath GoBGP
+// sends, per changed prefix, either all its equal-cost paths or a single
+// withdrawal. Our own originated paths (no neighbor) are skipped.
+func pathsToUpdates(paths []*api.Path, warn func(string, ...any)) []RouteUpdate {
+	if len(paths) == 0 {
+		return nil
+	}
+	idx := map[netip.Prefix]int{}
+	var out []RouteUpdate
+	for _, p := range paths {
+		if !fromPeer(p) {
+			continue
+		}
+		prefix, err := pathPrefix(p)
+		if err != nil {
+			warn("skipping path", "err", err)
+			continue
+		}
+		i, ok := idx[prefix]
+		if !ok {
+			i = len(out)
+			idx[prefix] = i
+			out = append(out, RouteUpdate{Prefix: prefix})
+		}
+		if p.IsWithdraw {
+			continue
+		}
+		nh, err := pathNextHop(p)
+		if err != nil {
+			warn("skipping path", "prefix", prefix, "err", err)
+			continue
+		}
+		if !slices.Contains(out[i].NextHops, nh) {
+			out[i].NextHops = append(out[i].NextHops, nh)
+		}
+	}
+	return out
+}
+
+func fromPeer(p *api.Path) bool {
+	return p.NeighborIp != "" && p.NeighborIp != "<nil>"
+}
+
+func pathPrefix(p *api.Path) (netip.Prefix, error) {
+	var n api.IPAddressPrefix
+	if err := p.Nlri.UnmarshalTo(&n); err != nil {
+		return netip.Prefix{}, fmt.Errorf("NLRI is not an IP prefix: %w", err)
+	}
+	a, err := netip.ParseAddr(n.Prefix)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("NLRI prefix %q: %w", n.Prefix, err)
+	}
+	pfx, err := a.Prefix(int(n.PrefixLen))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("NLRI %s/%d: %w", n.Prefix, n.PrefixLen, err)
+	}
+	return pfx, nil
+}
+
+func pathNextHop(p *api.Path) (netip.Addr, error) {
+	for _, a := range p.Pattrs {
+		switch {
+		case a.MessageIs(&api.NextHopAttribute{}):
+			var nh api.NextHopAttribute
+			if err := a.UnmarshalTo(&nh); err != nil {
+				return netip.Addr{}, err
+			}
+			return netip.ParseAddr(nh.NextHop)
+		case a.MessageIs(&api.MpReachNLRIAttribute{}):
+			var mp api.MpReachNLRIAttribute
+			if err := a.UnmarshalTo(&mp); err != nil {
+				return netip.Addr{}, err
+			}
+			// The first next hop is the global one; a link-local second
+			// one (RFC 2545) is not usable without an interface.
+			for _, s := range mp.NextHops {
+				if a, err := netip.ParseAddr(s); err == nil && !a.IsLinkLocalUnicast() {
+					return a, nil
+				}
+			}
+			return netip.Addr{}, fmt.Errorf("no usable next hop in %v", mp.NextHops)
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("path has no next hop attribute")
+}
+
+func (s *Speaker) onPeerEvent(e *api.WatchEventResponse_PeerEvent) {
+	if e.Type != api.WatchEventResponse_PeerEvent_STATE || e.Peer == nil || e.Peer.State == nil {
+		return
+	}
+	addr, err := netip.ParseAddr(e.Peer.State.NeighborAddress)
+	if err != nil {
+		return
+	}
+	state := stateName(e.Peer.State.SessionState)
+	s.mu.Lock()
+	live := s.peerState[addr]
+	if live == nil {
+		s.mu.Unlock()
+		return
+	}
+	old := live.state
+	if old != state {
+		live.state = state
+		live.since = time.Now()
+		if state == "Established" {
+			live.eor = false
+			live.info = ""
+		}
+	}
+	s.mu.Unlock()
+	if old != state && (old == "Established" || state == "Established") {
+		s.log.Info("peer session state", "peer", addr, "from", old, "to", state)
+	}
+}
+
+func (s *Speaker) onEOR(p *api.Path) {
+	addr, err := netip.ParseAddr(p.NeighborIp)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if live := s.peerState[addr]; live != nil {
+		live.eor = true
+	}
+	s.checkSyncedLocked()
+	s.mu.Unlock()
+}
+
+// checkSyncedLocked closes Synced once every configured peer has sent
+// End-of-RIB. Peers that never come up hold it back; the caller bounds
+// that wait with its own timer.
+func (s *Speaker) checkSyncedLocked() {
+	if s.isSynced {
+		return
+	}
+	for addr := range s.peers {
+		if live := s.peerState[addr]; live == nil || !live.eor {
+			return
+		}
+	}
+	s.isSynced = true
+	s.restarting = false
+	close(s.synced)
+	s.log.Info("BGP table learned from every peer (End-of-RIB)", "peers", len(s.peers))
+}
+
+func stateName(st api.PeerState_SessionState) string {
+	switch st {
+	case api.PeerState_IDLE:
+		return "Idle"
+	case api.PeerState_CONNECT:
+		return "Connect"
+	case api.PeerState_ACTIVE:
+		return "Active"
+	case api.PeerState_OPENSENT:
+		return "OpenSent"
+	case api.PeerState_OPENCONFIRM:
+		return "OpenConfirm"
+	case api.PeerState_ESTABLISHED:
+		return "Established"
+	}
+	return "Unknown"
+}
+
+// PeerStatus lists every configured peer with its live state and counters.
+func (s *Speaker) PeerStatus(ctx context.Context) ([]PeerStatus, error) {
+	counters := map[string]*api.Peer{}
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		if p.Conf != nil {
+			counters[p.Conf.NeighborAddress] = p
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list BGP peers: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerStatus, 0, len(s.peers))
+	for addr, p := range s.peers {
+		st := PeerStatus{Peer: p, State: "Idle"}
+		if live := s.peerState[addr]; live != nil {
+			st.State, st.StateSince, st.Info = live.state, live.since, live.info
+		}
+		if ap := counters[addr.String()]; ap != nil {
+			if ap.State != nil {
+				st.State = stateName(ap.State.SessionState)
+			}
+			for _, af := range ap.AfiSafis {
+				if af.State != nil {
+					st.Received += af.State.Received
+					st.Accepted += af.State.Accepted
+					st.Advertised += af.State.Advertised
+				}
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Address.Compare(b.Peer.Address) })
+	return out, nil
+}
+
+// Originated lists the prefixes this node advertises.
+func (s *Speaker) Originated() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ownLocked()
+}

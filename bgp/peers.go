@@ -1,0 +1,120 @@
+package bgp
+
+import (
+	"net/netip"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// peerPlan is what SetPeers must do to go from the applied peer set to the
+// desired one.
+type peerPlan struct {
+	add      []Peer
+	update   []Peer // changes GoBGP applies in place, without a reset
+	recreate []Peer // changes that need a new session (delete, then add)
+	remove   []Peer
+}
+
+// diffPeers compares applied and desired peer sets keyed by address. A
+// peer whose desired config equals the applied one is left alone, so a
+// no-op SetPeers never touches a session.
+func diffPeers(applied, desired map[netip.Addr]Peer) peerPlan {
+	var p peerPlan
+	for addr, want := range desired {
+		have, ok := applied[addr]
+		switch {
+		case !ok:
+			p.add = append(p.add, want)
+		case have == want:
+		case needsNewSession(have, want):
+			p.recreate = append(p.recreate, want)
+		default:
+			p.update = append(p.update, want)
+		}
+	}
+	for addr, have := range applied {
+		if _, ok := desired[addr]; !ok {
+			p.remove = append(p.remove, have)
+		}
+	}
+	return p
+}
+
+// needsNewSession reports whether a change can only take effect on a new
+// session: what goes into the OPEN message or the TCP connection. Timers,
+// max prefixes, multihop TTL and the description GoBGP updates in place
+// (new timers are used from the next session on; a lower max-prefix
+// limit is enforced at once).
+func needsNewSession(a, b Peer) bool {
+	return a.ASN != b.ASN || a.LocalAddress != b.LocalAddress || a.Port != b.Port ||
+		a.Passive != b.Passive || a.Password != b.Password || a.GracefulRestart != b.GracefulRestart
+}
+
+// idleHoldAfterReset keeps a peer that was torn down (for example for
+// exceeding max prefixes) from reconnecting at once and flooding again.
+const idleHoldAfterReset = 30 * time.Second
+
+// toAPIPeer renders p as GoBGP's neighbor configuration. restartTime and
+// restarting come from the speaker's global config.
+func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
+	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	if p.Address.Is6() {
+		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	}
+	afi := &api.AfiSafi{
+		Config: &api.AfiSafiConfig{Family: fam, Enabled: true},
+	}
+	if p.MaxPrefixes > 0 {
+		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes, ShutdownThresholdPct: 80}
+	}
+	out := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			AuthPassword:    p.Password,
+			Description:     p.Description,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime:               seconds(p.HoldTime),
+			KeepaliveInterval:      seconds(p.KeepaliveInterval),
+			ConnectRetry:           seconds(p.ConnectRetry),
+			IdleHoldTimeAfterReset: seconds(idleHoldAfterReset),
+		}},
+		Transport: &api.Transport{
+			PassiveMode: p.Passive,
+			RemotePort:  uint32(p.Port),
+		},
+		AfiSafis: []*api.AfiSafi{afi},
+	}
+	if p.LocalAddress.IsValid() {
+		out.Transport.LocalAddress = p.LocalAddress.String()
+	}
+	if p.MultihopTTL > 0 {
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.MultihopTTL)}
+	}
+	if p.GracefulRestart {
+		rt := seconds(restartTime)
+		out.GracefulRestart = &api.GracefulRestart{
+			Enabled:     true,
+			RestartTime: uint32(rt),
+			// Bound how long a restarting speaker waits for every peer's
+			// End-of-RIB before it sends its own routes anyway.
+			DeferralTime:    uint32(rt),
+			LocalRestarting: restarting,
+		}
+		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+	}
+	return out
+}
+
+func seconds(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	s := uint64(d / time.Second)
+	if s == 0 {
+		s = 1
+	}
+	return s
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/podroute/podroute/api"
+	"github.com/podroute/podroute/bgp"
+	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/routes"
+	"google.golang.org/grpc"
+)
+
+// runDaemon wires the parts together and blocks until ctx ends.
+func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	grEnabled := cfg.GracefulRestart.IsEnabled()
+	rec, err := routes.New(routes.Config{
+		Protocol:       uint8(cfg.RouteProtocol),
+		Table:          uint32(cfg.RouteTable),
+		ResyncInterval: cfg.ResyncInterval.Duration,
+		StaleTimeout:   cfg.GracefulRestart.StaleRouteTimeout.Duration,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	adopted, err := rec.Start(ctx)
+	if err != nil {
+		rec.Close()
+		return err
+	}
+	if err := rec.SetBlackholes(cfg.PodCIDRPrefixes()); err != nil {
+		log.Warn("blackhole routes for own pod CIDRs", "err", err)
+	}
+
+	var opts []server.ServerOption
+	if cfg.GoBGPAPIEnabled() {
+		opts = append(opts, bgp.GoBGPAPIOption(cfg.GoBGPAPI))
+	}
+	speaker, err := bgp.New(bgp.Config{
+		ASN:             cfg.ASN,
+		RouterID:        cfg.RouterIDAddr(),
+		ListenAddresses: cfg.ListenAddrs(),
+		ListenPort:      cfg.Port(),
+		RestartTime:     cfg.GracefulRestart.RestartTime.Duration,
+		// Forwarding state survived only if there were routes to adopt.
+		Restarting: grEnabled && adopted > 0,
+		Multipath:  true,
+		Logger:     log,
+	}, opts...)
+	if err != nil {
+		rec.Close()
+		return err
+	}
+	if err := speaker.SetPolicy(ctx, bgp.Policy{
+		PodPools:           cfg.PodPoolPrefixes(),
+		ImportDefaultRoute: cfg.ImportDefaultRoute,
+		Transit:            cfg.Transit,
+		ProtectedAddrs:     cfg.NodeAddrs(),
+	}); err != nil {
+		rec.Close()
+		return err
+	}
+	if err := speaker.Start(ctx); err != nil {
+		rec.Close()
+		return err
+	}
+	if err := speaker.SetOriginated(ctx, cfg.PodCIDRPrefixes()); err != nil {
+		log.Error("originate pod CIDRs", "err", err)
+	}
+	if err := speaker.SetPeers(ctx, peersFromConfig(cfg)); err != nil {
+		log.Error("configure peers", "err", err)
+	}
+
+	pumpDone := make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		pumpRoutes(ctx, speaker.Updates(), speaker.Synced(), rec, log)
+	}()
+
+	status := &statusServer{cfg: cfg, speaker: speaker, routes: rec, started: time.Now()}
+	lis, err := api.Listen(cfg.GRPCSocket)
+	if err != nil {
+		speaker.Stop(grEnabled)
+		rec.Close()
+		return fmt.Errorf("status API: %w", err)
+	}
+	grpcServer := grpc.NewServer()
+	api.RegisterStatusServer(grpcServer, status)
+	go func() {
+		if err := grpcServer.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("status API stopped", "err", err)
+		}
+	}()
+	var httpServer *http.Server
+	if cfg.MetricsAddress != "" {
+		httpServer = serveMetrics(cfg.MetricsAddress, status, log)
+	}
+	log.Info("podrouted running", "node", cfg.NodeName, "asn", cfg.ASN, "router_id", cfg.RouterID,
+		"pod_cidrs", cfg.PodCIDRs, "peers", len(cfg.Peers), "adopted_routes", adopted,
+		"graceful_restart", grEnabled, "socket", cfg.GRPCSocket, "version", version)
+
+	<-ctx.Done()
+	log.Info("stopping", "graceful_restart", grEnabled)
+	grpcServer.Stop()
+	if httpServer != nil {
+		_ = httpServer.Close()
+	}
+	// With graceful restart the sessions are dropped without NOTIFICATION
+	// and the kernel routes stay, so neither peers nor this node forget a
+	// route while the next instance starts. Without it, peers are told and
+	// our routes are removed.
+	speaker.Stop(grEnabled)
+	<-pumpDone
+	if !grEnabled {
+		if err := rec.RemoveAll(); err != nil {
+			log.Warn("remove routes on stop", "err", err)
+		}
+	}
+	rec.Close()
+	speaker.Server().Stop()
+	return nil
+}
+
+func peersFromConfig(cfg *config.Config) []bgp.Peer {
+	grGlobal := cfg.GracefulRestart.IsEnabled()
+	out := make([]bgp.Peer, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		out = append(out, bgp.Peer{
+			Address:           p.Addr(),
+			ASN:               p.ASN,
+			Description:       p.Description,
+			LocalAddress:      p.LocalAddr(),
+			Port:              uint16(p.Port),
+			Passive:           p.Passive,
+			HoldTime:          p.HoldTime.Duration,
+			KeepaliveInterval: p.KeepaliveInterval.Duration,
+			ConnectRetry:      p.ConnectRetry.Duration,
+			MultihopTTL:       p.MultihopTTL,
+			Password:          p.Password,
+			MaxPrefixes:       p.MaxPrefixes,
+			GracefulRestart:   p.GREnabled(grGlobal),
+		})
+	}
+	return out
+}
+
+// maxBatch bounds how many updates are merged into one kernel write, so a
+// flood of updates still reaches the kernel in steady steps.
+const maxBatch = 65536
+
+// pumpRoutes feeds best-path changes to the reconciler, merging whatever
+// is queued into one batch. When the speaker reports the table learned, it
+// first applies everything queued before that, then lets the reconciler
+// sweep stale routes, so no re-learned route is ever removed.
+func pumpRoutes(ctx context.Context, updates <-chan []bgp.RouteUpdate, synced <-chan struct{}, rec *routes.Reconciler, log *slog.Logger) {
+	pending := map[netip.Prefix][]netip.Addr{}
+	var order []netip.Prefix
+	add := func(batch []bgp.RouteUpdate) {
+		for _, u := range batch {
+			if _, seen := pending[u.Prefix]; !seen {
+				order = append(order, u.Prefix)
+			}
+			pending[u.Prefix] = u.NextHops
+		}
+	}
+	drain := func() {
+		for len(order) < maxBatch {
+			select {
+			case b := <-updates:
+				add(b)
+			default:
+				return
+			}
+		}
+	}
+	flush := func() {
+		if len(order) == 0 {
+			return
+		}
+		var set []routes.Route
+		var del []netip.Prefix
+		for _, p := range order {
+			if hops := pending[p]; len(hops) > 0 {
+				set = append(set, routes.Route{Prefix: p, NextHops: hops})
+			} else {
+				del = append(del, p)
+			}
+		}
+		if err := rec.Update(set, del); err != nil {
+			log.Warn("some learned routes were not usable", "err", err)
+		}
+		clear(pending)
+		order = order[:0]
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-updates:
+			add(b)
+			drain()
+			flush()
+		case <-synced:
+			synced = nil
+			for {
+				drain()
+				n := len(order)
+				flush()
+				if n < maxBatch {
+					break
+				}
+			}
+			rec.MarkSynced()
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/podroute/podroute/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("podrouted", flag.ContinueOnError)
+	var (
+		configPath = fs.String("config", "/etc/podroute/podrouted.yaml", "path of the YAML configuration file")
+		o          config.Overrides
+		podCIDRs   string
+		asn        uint
+		check      = fs.Bool("check-config", false, "validate the configuration, print it with defaults applied, and exit")
+		showVer    = fs.Bool("version", false, "print the version and exit")
+	)
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "node name (overrides nodeName; default $NODE_NAME)")
+	fs.StringVar(&o.RouterID, "router-id", "", "BGP router ID, an IPv4 address (overrides routerID)")
+	fs.UintVar(&asn, "asn", 0, "local AS number (overrides asn)")
+	fs.StringVar(&podCIDRs, "pod-cidrs", "", "comma-separated pod CIDRs of this node (overrides podCIDRs)")
+	fs.StringVar(&o.GRPCSocket, "grpc-socket", "", "status API unix socket (overrides grpcSocket)")
+	fs.StringVar(&o.LogLevel, "log-level", "", "debug, info, warn or error (overrides logLevel)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVer {
+		fmt.Println("podrouted", version)
+		return 0
+	}
+	if asn > 0xffffffff {
+		fmt.Fprintf(os.Stderr, "podrouted: --asn %d: must be 1..4294967294\n", asn)
+		return 2
+	}
+	o.ASN = uint32(asn)
+	if podCIDRs != "" {
+		o.PodCIDRs = strings.Split(podCIDRs, ",")
+	}
+
+	cfg, err := config.Read(*configPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "podrouted: %v\n", err)
+		return 1
+	}
+	cfg.Override(o)
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "podrouted: invalid configuration in %s:\n", *configPath)
+		for _, fe := range config.FieldErrors(err) {
+			fmt.Fprintf(os.Stderr, "  %v\n", fe)
+		}
+		if len(config.FieldErrors(err)) == 0 {
+			fmt.Fprintf(os.Stderr, "  %v\n", err)
+		}
+		return 1
+	}
+	if *check {
+		fmt.Printf("configuration %s is valid\n", *configPath)
+		return 0
+	}
+
+	log := newLogger(cfg.LogLevel)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := runDaemon(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("podrouted stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/podroute/podroute/api"
+	"github.com/podroute/podroute/bgp"
+	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/routes"
+)
+
+// statusServer answers the podroute CLI from the live speaker and
+// reconciler; it keeps no state of its own.
+type statusServer struct {
+	api.UnimplementedStatusServer
+	cfg     *config.Config
+	speaker *bgp.Speaker
+	routes  *routes.Reconciler
+	started time.Time
+}
+
+func (s *statusServer) GetStatus(ctx context.Context, _ *api.GetStatusRequest) (*api.GetStatusResponse, error) {
+	peers, err := s.speaker.PeerStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.GetStatusResponse{
+		Node: &api.Node{
+			Name:            s.cfg.NodeName,
+			RouterId:        s.cfg.RouterID,
+			Asn:             s.cfg.ASN,
+			Version:         version,
+			StartedUnix:     s.started.Unix(),
+			Synced:          s.routes.Synced(),
+			RouteProtocol:   uint32(s.cfg.RouteProtocol),
+			RouteTable:      uint32(s.cfg.RouteTable),
+			GracefulRestart: s.cfg.GracefulRestart.IsEnabled(),
+		},
+	}
+	for _, p := range peers {
+		resp.Peers = append(resp.Peers, peerToAPI(p, s.cfg.ASN))
+	}
+	for _, p := range s.speaker.Originated() {
+		resp.OriginatedPrefixes = append(resp.OriginatedPrefixes, p.String())
+	}
+	return resp, nil
+}
+
+func peerToAPI(p bgp.PeerStatus, localASN uint32) *api.Peer {
+	typ := "eBGP"
+	if p.Peer.ASN == localASN {
+		typ = "iBGP"
+	}
+	out := &api.Peer{
+		Address:         p.Peer.Address.String(),
+		Asn:             p.Peer.ASN,
+		State:           p.State,
+		Received:        p.Received,
+		Accepted:        p.Accepted,
+		Advertised:      p.Advertised,
+		MaxPrefixes:     p.Peer.MaxPrefixes,
+		Description:     p.Peer.Description,
+		Info:            p.Info,
+		GracefulRestart: p.Peer.GracefulRestart,
+		Type:            typ,
+	}
+	if !p.StateSince.IsZero() {
+		out.StateSinceUnix = p.StateSince.Unix()
+	}
+	if p.Peer.LocalAddress.IsValid() {
+		out.LocalAddress = p.Peer.LocalAddress.String()
+	}
+	return out
+}
+
+func (s *statusServer) ListRoutes(context.Context, *api.ListRoutesRequest) (*api.ListRoutesResponse, error) {
+	snap := s.routes.Snapshot()
+	resp := &api.ListRoutesResponse{Routes: make([]*api.Route, 0, len(snap))}
+	for _, r := range snap {
+		resp.Routes = append(resp.Routes, &api.Route{
+			Prefix:   r.Route.Prefix.String(),
+			NextHops: addrStrings(r.Route.NextHops),
+			InKernel: r.InKernel,
+			Kind:     string(r.Kind),
+			Error:    r.Error,
+		})
+	}
+	return resp, nil
+}
+
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}

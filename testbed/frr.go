@@ -1,0 +1,652 @@
+package testbed
+
+// FRR routers: one zebra + bgpd pair per namespace, each with its own
+// pathspace (-N NAME), configured from one integrated frr.conf.
+//
+// Quirks of Debian's FRR 8.4 (8.4.4-1.1~deb12u2), found by trying them on a
+// lab machine while writing this:
+//
+//   - The daemons drop privileges to user frr (compiled in: --enable-user=frr,
+//     so -u/-g are not needed) BEFORE they write the pid file (-i) and read
+//     the config (-f). Dir must therefore be writable by frr, frr.conf
+//     readable by frr, and every parent of Dir traversable by frr. A dir under
+//     t.TempDir() fails (its parents are 0700) with "Can't create pid lock
+//     file ... (Permission denied), exiting".
+//   - -z/--vty_socket are not needed: -N NAME puts the vty sockets and
+//     zserv.api in /var/run/frr/NAME. The daemons create that directory
+//     themselves when /var/run/frr is writable by frr; we create both (owned
+//     by frr) anyway so a freshly booted machine without /var/run/frr works.
+//   - vtysh needs no vtysh.conf: `vtysh -N NAME` prints "% Can't open
+//     configuration file /etc/frr/NAME/vtysh.conf" on stderr and works. We
+//     filter that line instead of writing into /etc/frr.
+//   - Each daemon also listens on a TCP vty port (zebra 2601, bgpd 2605) on
+//     all addresses of its namespace; -P 0 turns that off (vtysh uses the
+//     unix sockets).
+//   - With -d the `ip netns exec` parent returns once the daemon has forked,
+//     and the daemon closes its stdio (no pipe hang); startup errors such as
+//     the permission one above are printed by, and fail, that parent. The daemon itself is
+//     reparented to PID 1, so we cannot wait() for it: the pid file is the
+//     only handle, and we poll /proc. This machine's PID 1 reaps orphans
+//     lazily, so a stopped daemon may linger as a zombie: a zombie counts as
+//     gone (its /proc/PID/cmdline is empty).
+//   - Stopped daemons leave their pid files and vty sockets behind; Stop
+//     removes them.
+//   - `show bgp summary json` answers "{}" both before the config is loaded
+//     and for an instance without neighbours, so readiness also asks
+//     `show bgp ipv4 unicast json`, which says {"warning":"Default BGP
+//     instance not found"} until `router bgp` is configured.
+//   - zebra reads the forwarding sysctls when it starts ("no ip forwarding"
+//     otherwise): create namespaces with CreateNetns before starting FRR.
+//   - zebra deletes the kernel routes it installed on SIGTERM (we do not pass
+//     -r), so Stop and Restart withdraw FRR's routes from the kernel. It
+//     installs them through nexthop objects (`nhid N` in `ip route`), with
+//     protocol "bgp".
+//   - For IPv6 eBGP the BGP table lists the peer's global and link-local next
+//     hops, and zebra installs the link-local one (fe80::..) in the kernel.
+//   - `bgp default ipv4-unicast` is on, so an IPv6 neighbour would also carry
+//     IPv4 unicast; FRRConfig deactivates that (see there).
+//   - zebra and bgpd both read the whole integrated frr.conf and log "No such
+//     command on config line N" for the other daemon's lines: harmless noise.
+//   - --log file:PATH creates the log before dropping privileges (root, 0640).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// FRRRunDir holds one socket directory per pathspace: FRRRunDir/NAME.
+	FRRRunDir = "/var/run/frr"
+
+	frrDaemonDir    = "/usr/lib/frr"
+	frrStartTimeout = 20 * time.Second
+	frrStopTimeout  = 10 * time.Second
+	vtyshTimeout    = 20 * time.Second
+
+	// zebraNetlinkBuffer is what Debian's /etc/frr/daemons passes as -s: a
+	// large netlink receive buffer, so bursts of kernel notifications (the
+	// lab's 100k-route benchmarks) do not overflow zebra's socket.
+	zebraNetlinkBuffer = "90000000"
+)
+
+// frrDaemons in start order: bgpd connects to zebra's zserv.api.
+var frrDaemons = []string{"zebra", "bgpd"}
+
+// FRR is one running FRR instance inside a namespace.
+type FRR struct {
+	NS       *Netns
+	Name     string // FRR pathspace (-N); the namespace name, so vtysh -N NAME finds it
+	Dir      string // frr.conf, pid files and logs; owned by user frr
+	ConfPath string
+}
+
+// StartFRR writes conf to dir/frr.conf and starts zebra and bgpd inside ns,
+// then waits until bgpd answers vtysh. dir is created if missing and handed
+// to user frr; it must not be under t.TempDir() (see the quirks above). On
+// error nothing is left running.
+func StartFRR(ns *Netns, dir string, conf string) (*FRR, error) {
+	if ns == nil || dir == "" {
+		return nil, errors.New("frr: StartFRR needs a namespace and a directory")
+	}
+	f := &FRR{NS: ns, Name: ns.Name, Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
+	uid, gid, err := frrUser()
+	if err != nil {
+		return nil, err
+	}
+	if err := f.writeConfig(conf, uid, gid); err != nil {
+		return nil, err
+	}
+	if err := f.start(uid, gid); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func frrUser() (uid, gid int, err error) {
+	u, err := user.Lookup("frr")
+	if err != nil {
+		return 0, 0, fmt.Errorf("frr: user frr (from Debian's frr package): %w", err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}
+
+func (f *FRR) writeConfig(conf string, uid, gid int) error {
+	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	if err := os.Chown(f.Dir, uid, gid); err != nil {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	if err := checkTraversable(filepath.Dir(f.Dir), uid, gid); err != nil {
+		return fmt.Errorf("frr %s: dir %s: %w", f.Name, f.Dir, err)
+	}
+	// root:frr 0640, like /etc/frr: the config may hold BGP passwords.
+	if err := os.WriteFile(f.ConfPath, []byte(conf), 0o640); err != nil {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	return errors.Join(os.Chmod(f.ConfPath, 0o640), os.Chown(f.ConfPath, 0, gid))
+}
+
+// checkTraversable fails with a clear message when user uid/gid could not
+// reach a file below dir.
+func checkTraversable(dir string, uid, gid int) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		perm := fi.Mode().Perm()
+		reachable := perm&0o001 != 0 ||
+			(ok && int(st.Uid) == uid && perm&0o100 != 0) ||
+			(ok && int(st.Gid) == gid && perm&0o010 != 0)
+		if !reachable {
+			return fmt.Errorf("user frr cannot enter %s (mode %v); use a directory it can reach, e.g. from os.MkdirTemp(\"\", ...)", p, perm)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+func (f *FRR) start(uid, gid int) error {
+	if err := f.makeRunDir(uid, gid); err != nil {
+		return err
+	}
+	for _, d := range frrDaemons {
+		if err := f.startDaemon(d); err != nil {
+			return errors.Join(err, f.Stop())
+		}
+	}
+	if err := f.waitReady(); err != nil {
+		return errors.Join(err, f.Stop())
+	}
+	return nil
+}
+
+// RunDir is the instance's socket directory.
+func (f *FRR) RunDir() string { return filepath.Join(FRRRunDir, f.Name) }
+
+func (f *FRR) makeRunDir(uid, gid int) error {
+	for _, d := range []string{FRRRunDir, f.RunDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("frr %s: %w", f.Name, err)
+		}
+		if err := os.Chown(d, uid, gid); err != nil {
+			return fmt.Errorf("frr %s: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+func (f *FRR) pidPath(daemon string) string { return filepath.Join(f.Dir, daemon+".pid") }
+
+// LogPath is where daemon ("zebra", "bgpd") logs.
+func (f *FRR) LogPath(daemon string) string { return filepath.Join(f.Dir, daemon+".log") }
+
+func (f *FRR) startDaemon(daemon string) error {
+	// A stale pid file must never be mistaken for the new daemon.
+	if err := os.Remove(f.pidPath(daemon)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	argv := []string{filepath.Join(frrDaemonDir, daemon),
+		"-N", f.Name, "-d", "-P", "0",
+		"-f", f.ConfPath, "-i", f.pidPath(daemon), "--log", "file:" + f.LogPath(daemon)}
+	if daemon == "zebra" {
+		argv = append(argv, "-s", zebraNetlinkBuffer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), frrStartTimeout)
+	defer cancel()
+	if _, err := f.NS.Exec(ctx, argv...); err != nil {
+		return fmt.Errorf("frr %s: starting %s: %w\n%s", f.Name, daemon, err, f.LogTail(daemon, 20))
+	}
+	return nil
+}
+
+var routerBGPLine = regexp.MustCompile(`(?m)^\s*router bgp\s`)
+
+func (f *FRR) waitReady() error {
+	conf, err := os.ReadFile(f.ConfPath)
+	if err != nil {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	wantInstance := routerBGPLine.Match(conf)
+	deadline := time.Now().Add(frrStartTimeout)
+	for {
+		err := f.readyOnce(wantInstance)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("frr %s: not ready after %v: %w\n%s", f.Name, frrStartTimeout, err, f.LogTail("bgpd", 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (f *FRR) readyOnce(wantInstance bool) error {
+	var summary map[string]json.RawMessage
+	if err := f.VtyshJSON("show bgp summary json", &summary); err != nil {
+		return err
+	}
+	if !wantInstance {
+		return nil
+	}
+	var table bgpTableJSON
+	if err := f.VtyshJSON("show bgp ipv4 unicast json", &table); err != nil {
+		return err
+	}
+	if table.Warning != "" {
+		return errors.New(table.Warning)
+	}
+	return nil
+}
+
+// LogTail returns the last lines of a daemon's log, for error messages.
+func (f *FRR) LogTail(daemon string, lines int) string {
+	data, err := os.ReadFile(f.LogPath(daemon))
+	if err != nil {
+		return fmt.Sprintf("(no %s log: %v)", daemon, err)
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return fmt.Sprintf("--- %s log (last %d lines) ---\n%s", daemon, len(all), strings.Join(all, "\n"))
+}
+
+// PIDs returns the PID of each daemon that is running and verifiably ours.
+func (f *FRR) PIDs() map[string]int {
+	pids := map[string]int{}
+	for _, d := range frrDaemons {
+		if pid, err := readPidFile(f.pidPath(d)); err == nil && f.isOurs(pid, d) {
+			pids[d] = pid
+		}
+	}
+	return pids
+}
+
+func readPidFile(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("pid file %s: bad content %q", path, data)
+	}
+	return pid, nil
+}
+
+// isOurs reports whether pid is a live (not zombie) daemon of this instance:
+// its command line must be that daemon with "-N NAME". This guards against a
+// stale pid file whose PID now belongs to someone else.
+func (f *FRR) isOurs(pid int, daemon string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(data) == 0 { // gone, or a zombie
+		return false
+	}
+	argv := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	if filepath.Base(argv[0]) != daemon {
+		return false
+	}
+	for i := 1; i+1 < len(argv); i++ {
+		if argv[i] == "-N" && argv[i+1] == f.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// StopDaemon sends sig to one daemon ("zebra" or "bgpd") by the PID in its
+// pid file, after checking the PID is ours, and waits for it to go; a daemon
+// that outlives frrStopTimeout gets SIGKILL. SIGKILL on bgpd alone simulates
+// a crash (e.g. for graceful-restart tests). A daemon that is not running is
+// not an error.
+func (f *FRR) StopDaemon(daemon string, sig syscall.Signal) error {
+	pid, err := readPidFile(f.pidPath(daemon))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	for _, step := range []struct {
+		sig     syscall.Signal
+		timeout time.Duration
+	}{{sig, frrStopTimeout}, {syscall.SIGKILL, 5 * time.Second}} {
+		if err := f.signalIfOurs(pid, daemon, step.sig); err != nil {
+			return err
+		}
+		if f.waitGone(pid, daemon, step.timeout) {
+			return os.Remove(f.pidPath(daemon))
+		}
+	}
+	return fmt.Errorf("frr %s: %s (pid %d) still running after SIGKILL", f.Name, daemon, pid)
+}
+
+// signalIfOurs signals pid only if it is this instance's daemon. It holds a
+// pidfd across the check and the signal, so a PID reused in between cannot
+// be hit: the pidfd keeps referring to the process that was checked.
+func (f *FRR) signalIfOurs(pid int, daemon string, sig syscall.Signal) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("frr %s: pidfd for %s (pid %d): %w", f.Name, daemon, pid, err)
+	}
+	defer unix.Close(fd)
+	if !f.isOurs(pid, daemon) {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("frr %s: signal %v to %s (pid %d): %w", f.Name, sig, daemon, pid, err)
+	}
+	return nil
+}
+
+// waitGone polls until pid is no longer this instance's daemon: exited,
+// a zombie, or (after reaping) reused by something else.
+func (f *FRR) waitGone(pid int, daemon string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for f.isOurs(pid, daemon) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// Stop stops bgpd, then zebra (SIGTERM, then SIGKILL), and removes the run
+// directory. It is idempotent.
+func (f *FRR) Stop() error {
+	var errs []error
+	for i := len(frrDaemons) - 1; i >= 0; i-- {
+		errs = append(errs, f.StopDaemon(frrDaemons[i], syscall.SIGTERM))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err // keep the sockets of whatever still runs
+	}
+	if err := os.RemoveAll(f.RunDir()); err != nil {
+		return fmt.Errorf("frr %s: %w", f.Name, err)
+	}
+	return nil
+}
+
+// Restart stops the instance and starts it again from the same frr.conf.
+func (f *FRR) Restart() error {
+	if err := f.Stop(); err != nil {
+		return err
+	}
+	uid, gid, err := frrUser()
+	if err != nil {
+		return err
+	}
+	return f.start(uid, gid)
+}
+
+// Vtysh runs show (or other) commands through vtysh and returns stdout.
+func (f *FRR) Vtysh(cmds ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), vtyshTimeout)
+	defer cancel()
+	args := []string{"-N", f.Name}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "vtysh", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("vtysh -N %s %q: %w: %s %s", f.Name, cmds, err,
+			strings.TrimSpace(stdout.String()), vtyshNoise.ReplaceAllString(stderr.String(), ""))
+	}
+	return stdout.Bytes(), nil
+}
+
+// vtyshNoise matches the harmless missing-vtysh.conf warning (see above).
+var vtyshNoise = regexp.MustCompile(`(?m)^% Can't open configuration file \S*vtysh\.conf.*\n?`)
+
+// VtyshJSON runs one `... json` command and decodes its output into v.
+func (f *FRR) VtyshJSON(cmd string, v any) error {
+	out, err := f.Vtysh(cmd)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		const max = 300
+		if len(out) > max {
+			out = out[:max]
+		}
+		return fmt.Errorf("vtysh -N %s %q: decoding JSON: %w (output starts %q)", f.Name, cmd, err, out)
+	}
+	return nil
+}
+
+// NeighborState is what a test wants to know about one BGP session.
+type NeighborState struct {
+	State            string // "Established", "Active", "Connect", "Idle", ...
+	RemoteAS         uint32
+	PrefixesReceived int            // accepted prefixes, all address families
+	PrefixesByFamily map[string]int // e.g. "ipv4Unicast" -> accepted prefixes
+	TimesEstablished int            // connectionsEstablished: grows on every session reset
+	TimesDropped     int            // connectionsDropped
+}
+
+// BGPNeighbors returns every configured neighbour by peer address, from
+// `show bgp neighbors json`.
+func (f *FRR) BGPNeighbors() (map[string]NeighborState, error) {
+	var raw map[string]json.RawMessage
+	if err := f.VtyshJSON("show bgp neighbors json", &raw); err != nil {
+		return nil, err
+	}
+	neighbors := map[string]NeighborState{}
+	for addr, msg := range raw {
+		var n struct {
+			BGPState          string      `json:"bgpState"`
+			RemoteAS          json.Number `json:"remoteAs"`
+			Established       int         `json:"connectionsEstablished"`
+			Dropped           int         `json:"connectionsDropped"`
+			AddressFamilyInfo map[string]struct {
+				Accepted int `json:"acceptedPrefixCounter"`
+			} `json:"addressFamilyInfo"`
+		}
+		// Skip non-neighbour keys such as {"warning": "..."}.
+		if json.Unmarshal(msg, &n) != nil || n.BGPState == "" {
+			continue
+		}
+		asn, _ := strconv.ParseUint(n.RemoteAS.String(), 10, 32)
+		state := NeighborState{State: n.BGPState, RemoteAS: uint32(asn),
+			TimesEstablished: n.Established, TimesDropped: n.Dropped, PrefixesByFamily: map[string]int{}}
+		for family, info := range n.AddressFamilyInfo {
+			state.PrefixesByFamily[family] = info.Accepted
+			state.PrefixesReceived += info.Accepted
+		}
+		neighbors[addr] = state
+	}
+	return neighbors, nil
+}
+
+type bgpTableJSON struct {
+	Warning string `json:"warning"`
+	Routes  map[string][]struct {
+		Valid    bool `json:"valid"`
+		Nexthops []struct {
+			IP string `json:"ip"`
+		} `json:"nexthops"`
+	} `json:"routes"`
+}
+
+// RIB returns the BGP table for family "ipv4" or "ipv6": prefix -> next hops
+// of its valid paths ("0.0.0.0"/"::" for locally originated ones; IPv6 paths
+// list the global and the link-local next hop).
+func (f *FRR) RIB(family string) (map[string][]string, error) {
+	if _, err := familyFlag(family); err != nil {
+		return nil, err
+	}
+	var table bgpTableJSON
+	if err := f.VtyshJSON("show bgp "+family+" unicast json", &table); err != nil {
+		return nil, err
+	}
+	if table.Warning != "" {
+		return nil, fmt.Errorf("frr %s: %s", f.Name, table.Warning)
+	}
+	rib := map[string][]string{}
+	for prefix, paths := range table.Routes {
+		seen := map[string]bool{}
+		for _, p := range paths {
+			for _, nh := range p.Nexthops {
+				if p.Valid && !seen[nh.IP] {
+					seen[nh.IP] = true
+					rib[prefix] = append(rib[prefix], nh.IP)
+				}
+			}
+		}
+	}
+	return rib, nil
+}
+
+// ZebraRoute is one route in zebra's RIB.
+type ZebraRoute struct {
+	Protocol  string         `json:"protocol"` // "bgp", "connected", "kernel", ...
+	Selected  bool           `json:"selected"`
+	Installed bool           `json:"installed"` // in the kernel FIB
+	NextHops  []ZebraNexthop `json:"nexthops"`
+}
+
+// ZebraNexthop is one next hop of a ZebraRoute.
+type ZebraNexthop struct {
+	IP        string `json:"ip"`
+	Interface string `json:"interfaceName"`
+	FIB       bool   `json:"fib"`
+}
+
+// Routes returns zebra's RIB for family "ipv4" or "ipv6" (`show ip route
+// json` / `show ipv6 route json`): prefix -> routes.
+func (f *FRR) Routes(family string) (map[string][]ZebraRoute, error) {
+	cmd := map[string]string{"ipv4": "show ip route json", "ipv6": "show ipv6 route json"}[family]
+	if cmd == "" {
+		return nil, fmt.Errorf("address family %q: want ipv4 or ipv6", family)
+	}
+	routes := map[string][]ZebraRoute{}
+	if err := f.VtyshJSON(cmd, &routes); err != nil {
+		return nil, err
+	}
+	return routes, nil
+}
+
+// RouterSpec describes one BGP router for FRRConfig.
+type RouterSpec struct {
+	Name            string // hostname
+	ASN             uint32
+	RouterID        string
+	Neighbors       []FRRNeighbor
+	Networks        []string // prefixes to originate, IPv4 or IPv6
+	GracefulRestart bool     // FRR is a graceful-restart helper without it too
+	Extra           string   // raw lines appended at the end (may re-enter "router bgp ASN")
+}
+
+// FRRNeighbor is one BGP neighbour of a RouterSpec.
+type FRRNeighbor struct {
+	Address   string
+	ASN       uint32
+	Password  string // TCP MD5
+	Hold      int    // seconds; 0 with Keepalive 0 keeps the datacenter defaults (9s/3s)
+	Keepalive int    // seconds; 0 means Hold/3
+	Multihop  int    // ebgp-multihop TTL; 0 means directly connected
+}
+
+// FRRConfig renders an integrated frr.conf. The datacenter profile has short
+// timers; import-check is off so `network` originates prefixes that no
+// interface or static route backs; no policy is required for eBGP.
+//
+// IPv4 neighbours carry IPv4 unicast and IPv6 neighbours IPv6 unicast: FRR
+// would otherwise also activate IPv4 unicast on IPv6 sessions (bgp default
+// ipv4-unicast), advertising IPv4 prefixes with IPv6 next hops.
+func FRRConfig(r RouterSpec) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("frr defaults datacenter")
+	if r.Name != "" {
+		line("hostname %s", r.Name)
+	}
+	line("!")
+	line("router bgp %d", r.ASN)
+	if r.RouterID != "" {
+		line(" bgp router-id %s", r.RouterID)
+	}
+	line(" no bgp ebgp-requires-policy")
+	line(" no bgp network import-check")
+	if r.GracefulRestart {
+		line(" bgp graceful-restart")
+	}
+	for _, n := range r.Neighbors {
+		line(" neighbor %s remote-as %d", n.Address, n.ASN)
+		if n.Password != "" {
+			line(" neighbor %s password %s", n.Address, n.Password)
+		}
+		if keepalive, hold := n.timers(); hold > 0 {
+			line(" neighbor %s timers %d %d", n.Address, keepalive, hold)
+		}
+		if n.Multihop > 0 {
+			line(" neighbor %s ebgp-multihop %d", n.Address, n.Multihop)
+		}
+	}
+	for _, family := range []string{"ipv4", "ipv6"} {
+		isV6 := family == "ipv6"
+		line(" !")
+		line(" address-family %s unicast", family)
+		for _, prefix := range r.Networks {
+			if strings.Contains(prefix, ":") == isV6 {
+				line("  network %s", prefix)
+			}
+		}
+		for _, n := range r.Neighbors {
+			switch nV6 := strings.Contains(n.Address, ":"); {
+			case nV6 == isV6:
+				line("  neighbor %s activate", n.Address)
+			case nV6 && !isV6:
+				line("  no neighbor %s activate", n.Address)
+			}
+		}
+		line(" exit-address-family")
+	}
+	line("exit")
+	if r.Extra != "" {
+		line("!")
+		line("%s", strings.TrimRight(r.Extra, "\n"))
+	}
+	return b.String()
+}
+
+// timers returns keepalive and hold time, filling in whichever is missing
+// with the usual 1:3 ratio; hold 0 means "keep FRR's defaults".
+func (n FRRNeighbor) timers() (keepalive, hold int) {
+	keepalive, hold = n.Keepalive, n.Hold
+	switch {
+	case hold == 0 && keepalive == 0:
+		return 0, 0
+	case hold == 0:
+		hold = 3 * keepalive
+	case keepalive == 0:
+		keepalive = max(hold/3, 1)
+	}
+	return keepalive, hold
+}

@@ -1,0 +1,109 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Process is a long-running program we started (podrouted, bird, tcpdump),
+// running in a namespace with stdout and stderr appended to LogPath.
+type Process struct {
+	Cmd     *exec.Cmd
+	Name    string
+	LogPath string
+
+	done    chan struct{} // closed once Cmd.Wait has returned
+	waitErr error
+}
+
+// StartProcess starts argv inside ns (or in the current namespace if ns is
+// nil, for programs that only use loopback or files). name is for messages.
+func StartProcess(ns *Netns, name, logPath string, argv ...string) (*Process, error) {
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("process %s: empty command", name)
+	}
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("process %s: log: %w", name, err)
+	}
+	var cmd *exec.Cmd
+	if ns != nil {
+		cmd = ns.Command(argv...)
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
+	// An *os.File (not a pipe) means no copying goroutine and no waiting for
+	// grandchildren that inherit the descriptor.
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("process %s: start %v: %w", name, argv, err)
+	}
+	p := &Process{Cmd: cmd, Name: name, LogPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process ID (the program's own: `ip netns exec` execs in place).
+func (p *Process) Pid() int { return p.Cmd.Process.Pid }
+
+// Exited reports whether the process has exited and been reaped.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait blocks until the process exits and returns its exit error.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.waitErr
+}
+
+// Stop sends sig to the process (by its PID, through the os.Process we got
+// from starting it, so it can never hit a stranger), waits up to timeout,
+// then sends SIGKILL and waits for it to be reaped. Stopping a process that
+// has already exited is not an error; the exit status is not one either,
+// since a signalled process exits non-zero by definition.
+func (p *Process) Stop(sig os.Signal, timeout time.Duration) error {
+	if p.Exited() {
+		return nil
+	}
+	if err := p.Cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("process %s (pid %d): signal %v: %w", p.Name, p.Pid(), sig, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+	}
+	return p.Kill()
+}
+
+// Kill sends SIGKILL and waits until the process is reaped.
+func (p *Process) Kill() error {
+	if p.Exited() {
+		return nil
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("process %s (pid %d): kill: %w", p.Name, p.Pid(), err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		// Only a process stuck in the kernel (D state) ignores SIGKILL this long.
+		return fmt.Errorf("process %s (pid %d): still running 10s after SIGKILL", p.Name, p.Pid())
+	}
+}
