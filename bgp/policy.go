@@ -128,10 +128,10 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 	// GoBGP rejects a policy without statements; a statement with no
 	// condition and no action changes nothing and falls to the default.
 	if len(imp) == 0 {
-		imp = []*api.Statement{{Name: "none"}}
+		imp = []*api.Statement{{Name: "import-none"}}
 	}
 	if len(exp) == 0 {
-		exp = []*api.Statement{{Name: "none"}}
+		exp = []*api.Statement{{Name: "export-none"}}
 	}
 	req.Policies = []*api.Policy{
 		{Name: importPolicyName, Statements: imp},

@@ -141,7 +141,7 @@ func New(cfg Config) (*Reconciler, error) {
 var reservedProtocols = map[uint8]string{
 	0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static",
 	8: "gated", 9: "ra", 10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted",
-	14: "xorp", 15: "ntk", 16: "dhcp", 42: "babel",
+	14: "xorp", 15: "ntk", 16: "dhcp", 17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr",
 	186: "bgp (FRR)", 187: "isis (FRR)", 188: "ospf (FRR)", 189: "rip (FRR)",
 	190: "ripng (FRR)", 191: "nhrp (FRR)", 192: "eigrp (FRR)", 193: "ldp (FRR)",
 	194: "sharp (FRR)", 195: "pbr (FRR)", 196: "static (FRR)", 197: "openfabric (FRR)",

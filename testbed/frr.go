@@ -560,7 +560,20 @@ type RouterSpec struct {
 	Neighbors       []FRRNeighbor
 	Networks        []string // prefixes to originate, IPv4 or IPv6
 	GracefulRestart bool     // FRR is a graceful-restart helper without it too
-	Extra           string   // raw lines appended at the end (may re-enter "router bgp ASN")
+	// PeerGroups accept sessions from any address in a range (dynamic
+	// neighbours), so a node added to a rack needs no router change.
+	PeerGroups []FRRPeerGroup
+	Extra      string // raw lines appended at the end (may re-enter "router bgp ASN")
+}
+
+// FRRPeerGroup is a peer group with a listen range: FRR accepts any
+// speaker from Range whose AS is RemoteAS ("external": any other AS).
+type FRRPeerGroup struct {
+	Name      string
+	Range     string // e.g. 10.10.1.0/24; the family picks the address family
+	RemoteAS  string // "external", "internal" or a number
+	Hold      int
+	Keepalive int
 }
 
 // FRRNeighbor is one BGP neighbour of a RouterSpec.
@@ -597,6 +610,14 @@ func FRRConfig(r RouterSpec) string {
 	if r.GracefulRestart {
 		line(" bgp graceful-restart")
 	}
+	for _, g := range r.PeerGroups {
+		line(" neighbor %s peer-group", g.Name)
+		line(" neighbor %s remote-as %s", g.Name, g.RemoteAS)
+		if keepalive, hold := (FRRNeighbor{Hold: g.Hold, Keepalive: g.Keepalive}).timers(); hold > 0 {
+			line(" neighbor %s timers %d %d", g.Name, keepalive, hold)
+		}
+		line(" bgp listen range %s peer-group %s", g.Range, g.Name)
+	}
 	for _, n := range r.Neighbors {
 		line(" neighbor %s remote-as %d", n.Address, n.ASN)
 		if n.Password != "" {
@@ -616,6 +637,14 @@ func FRRConfig(r RouterSpec) string {
 		for _, prefix := range r.Networks {
 			if strings.Contains(prefix, ":") == isV6 {
 				line("  network %s", prefix)
+			}
+		}
+		for _, g := range r.PeerGroups {
+			switch gV6 := strings.Contains(g.Range, ":"); {
+			case gV6 == isV6:
+				line("  neighbor %s activate", g.Name)
+			case gV6 && !isV6:
+				line("  no neighbor %s activate", g.Name)
 			}
 		}
 		for _, n := range r.Neighbors {

@@ -39,6 +39,9 @@ func StartProcess(ns *Netns, name, logPath string, argv ...string) (*Process, er
 	// An *os.File (not a pipe) means no copying goroutine and no waiting for
 	// grandchildren that inherit the descriptor.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A session of its own: Ctrl-C on the terminal that ran `podroute-lab
+	// up` must not reach the lab's daemons; they are stopped by PID.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("process %s: start %v: %w", name, argv, err)

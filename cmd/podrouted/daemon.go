@@ -17,8 +17,10 @@ import (
 	"google.golang.org/grpc"
 )
 
-// runDaemon wires the parts together and blocks until ctx ends.
-func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// runDaemon wires the parts together and blocks until ctx ends. leaving
+// tells, at shutdown, whether the node leaves for good (notify peers,
+// remove routes) rather than restarts.
+func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leaving func() bool) error {
 	grEnabled := cfg.GracefulRestart.IsEnabled()
 	rec, err := routes.New(routes.Config{
 		Protocol:       uint8(cfg.RouteProtocol),
@@ -34,9 +36,6 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	if err != nil {
 		rec.Close()
 		return err
-	}
-	if err := rec.SetBlackholes(cfg.PodCIDRPrefixes()); err != nil {
-		log.Warn("blackhole routes for own pod CIDRs", "err", err)
 	}
 
 	var opts []server.ServerOption
@@ -58,24 +57,13 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		rec.Close()
 		return err
 	}
-	if err := speaker.SetPolicy(ctx, bgp.Policy{
-		PodPools:           cfg.PodPoolPrefixes(),
-		ImportDefaultRoute: cfg.ImportDefaultRoute,
-		Transit:            cfg.Transit,
-		ProtectedAddrs:     cfg.NodeAddrs(),
-	}); err != nil {
-		rec.Close()
-		return err
-	}
 	if err := speaker.Start(ctx); err != nil {
 		rec.Close()
 		return err
 	}
-	if err := speaker.SetOriginated(ctx, cfg.PodCIDRPrefixes()); err != nil {
-		log.Error("originate pod CIDRs", "err", err)
-	}
-	if err := speaker.SetPeers(ctx, peersFromConfig(cfg)); err != nil {
-		log.Error("configure peers", "err", err)
+	node := &nodeApplier{speaker: speaker, routes: rec, log: log}
+	if err := node.apply(ctx, desiredFromConfig(cfg)); err != nil {
+		log.Error("apply configuration", "err", err)
 	}
 
 	pumpDone := make(chan struct{})
@@ -107,18 +95,19 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		"graceful_restart", grEnabled, "socket", cfg.GRPCSocket, "version", version)
 
 	<-ctx.Done()
-	log.Info("stopping", "graceful_restart", grEnabled)
+	keep := grEnabled && !leaving()
+	log.Info("stopping", "graceful_restart", grEnabled, "keep_forwarding_state", keep)
 	grpcServer.Stop()
 	if httpServer != nil {
 		_ = httpServer.Close()
 	}
-	// With graceful restart the sessions are dropped without NOTIFICATION
-	// and the kernel routes stay, so neither peers nor this node forget a
-	// route while the next instance starts. Without it, peers are told and
-	// our routes are removed.
-	speaker.Stop(grEnabled)
+	// Keeping state (graceful restart, not leaving): the sessions are
+	// dropped without NOTIFICATION and the kernel routes stay, so neither
+	// peers nor this node forget a route while the next instance starts.
+	// Otherwise peers are told and our routes are removed.
+	speaker.Stop(keep)
 	<-pumpDone
-	if !grEnabled {
+	if !keep {
 		if err := rec.RemoveAll(); err != nil {
 			log.Warn("remove routes on stop", "err", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/podroute/podroute/config"
@@ -77,9 +78,22 @@ func run(args []string) int {
 
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := runDaemon(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+	// SIGTERM (what Kubernetes and systemd send) stops the daemon so that
+	// the next instance takes over without a lost packet: with graceful
+	// restart on, kernel routes stay and peers keep ours. SIGINT means
+	// the node leaves: peers are told at once and our routes are removed.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var leave atomic.Bool
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-sigs
+		leave.Store(sig == syscall.SIGINT)
+		log.Info("signal received", "signal", sig.String(), "leave", leave.Load())
+		cancel()
+	}()
+	if err := runDaemon(ctx, cfg, log, leave.Load); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("podrouted stopped with an error", "err", err)
 		return 1
 	}

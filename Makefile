@@ -1,0 +1,58 @@
+# podroute: build, test, lab. Targets that touch namespaces need root.
+
+GO          ?= go
+BIN         := bin
+GOTESTFLAGS ?=
+# Debian packages the tests and the lab use; installed when missing.
+DEB_PACKAGES := frr iproute2 iputils-ping gobgpd tcpdump procps
+
+.PHONY: all build deps test unit bench lab lab-status lab-down vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# deps installs the Debian packages the tests need, only those missing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing (run: sudo make deps)"; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+# test runs every test: unit tests and the privileged namespace, FRR and
+# end-to-end tests (run as root, as CI does).
+test: deps vet
+	$(GO) test -count=1 -timeout 45m $(GOTESTFLAGS) ./...
+
+# unit runs only what needs neither root nor FRR.
+unit:
+	$(GO) test -count=1 -short ./...
+
+# bench prints route-install throughput beside `ip -batch` (root).
+bench: deps
+	$(GO) test -run XXX -bench Install -benchtime 1x -count=1 ./routes/
+
+# lab builds the leafspine lab (FRR routers, podrouted nodes, pods in
+# network namespaces), waits for it to converge and prints the BGP sessions
+# and the pod-to-pod reachability matrix. Root needed.
+TOPOLOGY ?= leafspine
+lab: build
+	$(BIN)/podroute-lab up --topology $(TOPOLOGY)
+
+lab-status:
+	$(BIN)/podroute-lab status
+
+lab-down:
+	$(BIN)/podroute-lab down
+
+clean:
+	rm -rf $(BIN)

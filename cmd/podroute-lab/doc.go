@@ -1,0 +1,5 @@
+// Command podroute-lab builds the podroute lab, a small data centre of
+// Linux network namespaces on one machine: FRR routers, nodes running
+// podrouted and pods, with reachability shown. It is thin: the lab itself
+// lives in package testbed.
+package main

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podroute/podroute/testbed"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := newRoot().ExecuteContext(ctx)
+	var exit exitCode
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "podroute-lab:", err)
+		os.Exit(1)
+	}
+}
+
+// exitCode passes a command's exit status through without a message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+type globalFlags struct {
+	stateDir string
+	binDir   string
+	keep     bool
+}
+
+func newRoot() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "podroute-lab",
+		Short:         "Build podroute's lab: FRR routers, podrouted nodes and pods in network namespaces",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", testbed.DefaultLabStateDir, "where the lab keeps its state, configs and logs")
+	root.PersistentFlags().StringVar(&g.binDir, "bin-dir", defaultBinDir(), "directory holding podrouted and podroute")
+	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd())
+	return root
+}
+
+// defaultBinDir is the directory of this executable: `make lab` builds
+// every binary into bin/.
+func defaultBinDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "bin"
+	}
+	return filepath.Dir(exe)
+}
+
+func (g *globalFlags) options(cmd *cobra.Command) testbed.LabOptions {
+	return testbed.LabOptions{StateDir: g.stateDir, BinDir: g.binDir, Out: cmd.OutOrStdout(), KeepOnFailure: g.keep}
+}
+
+func upCmd(g *globalFlags) *cobra.Command {
+	var topology string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Build the lab, wait until it has converged, show sessions and pod-to-pod reachability",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			if os.Geteuid() != 0 {
+				return errors.New("the lab creates network namespaces: run it as root (sudo)")
+			}
+			if err := testbed.EnsurePackages(out, testbed.LabPackages); err != nil {
+				return err
+			}
+			for _, bin := range []string{"podrouted", "podroute"} {
+				if _, err := os.Stat(filepath.Join(g.binDir, bin)); err != nil {
+					return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
+				}
+			}
+			topo, err := testbed.LoadTopology(topology)
+			if err != nil {
+				return err
+			}
+			lab, err := testbed.UpLab(cmd.Context(), topo, g.options(cmd))
+			if err != nil {
+				return err
+			}
+			return report(cmd, lab, true)
+		},
+	}
+	cmd.Flags().StringVar(&topology, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
+	cmd.Flags().BoolVar(&g.keep, "keep-on-failure", false, "leave a lab that did not come up in place for inspection")
+	return cmd
+}
+
+func joinNames() string {
+	s := ""
+	for i, n := range testbed.BuiltinNames() {
+		if i > 0 {
+			s += ", "
+		}
+		s += n
+	}
+	return s
+}
+
+// report prints the sessions and the reachability matrix; it fails when a
+// pod pair is unreachable.
+func report(cmd *cobra.Command, lab *testbed.Lab, hints bool) error {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\nBGP sessions\n")
+	lab.PrintSessions(cmd.Context(), out)
+	fmt.Fprintf(out, "\nPod-to-pod reachability (ping)\n")
+	m := lab.PingMatrix(cmd.Context())
+	m.Print(out)
+	if hints {
+		n := lab.Plan.Nodes[0].Name
+		fmt.Fprintf(out, "\nLook around:\n"+
+			"  podroute-lab exec %s -- podroute status     # the node's BGP sessions\n"+
+			"  podroute-lab exec %s -- ip route            # its kernel routes (podroute's: proto %d)\n", n, n, testbed.LabRouteProtocol)
+		if len(lab.Plan.Routers) > 0 {
+			r := lab.Plan.Routers[0].Name
+			fmt.Fprintf(out, "  podroute-lab exec %s -- vtysh -N %s -c 'show bgp summary'\n", r, lab.RunID()+"-"+r)
+		}
+		fmt.Fprintf(out, "  podroute-lab status | podroute-lab down\n")
+	}
+	if !m.AllOK() {
+		return fmt.Errorf("%d pod pairs unreachable", m.Failures())
+	}
+	return nil
+}
+
+func statusCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the running lab's BGP sessions and pod-to-pod reachability",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lab, err := testbed.AttachLab(g.options(cmd))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s, topology %s\n", lab.RunID(), lab.Plan.Topology.Name)
+			return report(cmd, lab, false)
+		},
+	}
+}
+
+func downCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Remove everything the lab made (works after a crash too)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := testbed.ReadLabState(g.stateDir)
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "no lab is up")
+				return nil
+			}
+			if err := testbed.TeardownLab(g.stateDir); err != nil {
+				return err
+			}
+			left, err := testbed.ListNetns(st.RunID + "-")
+			if err != nil {
+				return err
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("namespaces left behind: %v", left)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s removed: %d namespaces, %d processes, %d FRR instances\n",
+				st.RunID, len(st.Namespaces), len(st.Processes), len(st.FRR))
+			return nil
+		},
+	}
+}
+
+func execCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec NAME -- COMMAND [ARG...]",
+		Short: "Run a command inside a router, node or pod namespace",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, err := testbed.AttachLab(g.options(cmd))
+			if err != nil {
+				return err
+			}
+			ns := lab.NS(args[0])
+			if ns == nil {
+				return fmt.Errorf("no router, node or pod named %q; have %v", args[0], lab.Names())
+			}
+			c := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args[1:]...)...)
+			c.Env = lab.Env(args[0])
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := c.Run(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					return exitCode(ee.ExitCode())
+				}
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+func topologiesCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "topologies",
+		Short: "List the built-in topologies",
+		Run: func(cmd *cobra.Command, _ []string) {
+			for _, n := range testbed.BuiltinNames() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", n, testbed.BuiltinTopologies()[n].Description)
+			}
+		},
+	}
+}

@@ -1,0 +1,431 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// LabOptions say where a lab keeps its state and finds its binaries.
+type LabOptions struct {
+	// StateDir holds state.json, configs and logs (DefaultLabStateDir when
+	// empty). One lab per StateDir.
+	StateDir string
+	// BinDir holds podrouted and podroute.
+	BinDir string
+	// Out receives progress lines; nil discards them.
+	Out io.Writer
+	// ConvergeTimeout bounds Up's wait for routes (2 minutes when 0).
+	ConvergeTimeout time.Duration
+	// KeepOnFailure leaves a lab that failed to come up in place for
+	// inspection (`podroute-lab down` removes it).
+	KeepOnFailure bool
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Plan  *Plan
+	opts  LabOptions
+	state *stateFile
+	ns    map[string]*Netns // element or pod name -> namespace
+	frr   map[string]*FRR
+	procs map[string]*Process
+}
+
+// ErrLabRunning is returned by Up when StateDir already has a live lab.
+var ErrLabRunning = errors.New("a lab is already up")
+
+func (o *LabOptions) defaults() {
+	if o.StateDir == "" {
+		o.StateDir = DefaultLabStateDir
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.ConvergeTimeout == 0 {
+		o.ConvergeTimeout = 2 * time.Minute
+	}
+}
+
+// UpLab builds the lab for topo. On error everything built so far is torn
+// down again.
+func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
+	opts.defaults()
+	plan, err := NewPlan(topo)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := ReadLabState(opts.StateDir); err != nil {
+		return nil, err
+	} else if st != nil {
+		if st.Alive() {
+			return nil, fmt.Errorf("%w (run %s, topology %s, state in %s): run `podroute-lab down` first", ErrLabRunning, st.RunID, st.Topology.Name, opts.StateDir)
+		}
+		// What a crash left is dead; clear it.
+		if err := TeardownLab(opts.StateDir); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*Netns{}, frr: map[string]*FRR{}, procs: map[string]*Process{},
+		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"),
+			st: &LabState{RunID: NewRunID(), Topology: topo, Started: time.Now()}}}
+	if err := l.state.update(func(*LabState) {}); err != nil {
+		return nil, err
+	}
+	if err := l.build(ctx); err != nil {
+		if opts.KeepOnFailure {
+			return nil, fmt.Errorf("%w (lab kept for inspection; remove it with `podroute-lab down`)", err)
+		}
+		return nil, errors.Join(err, TeardownLab(opts.StateDir))
+	}
+	return l, nil
+}
+
+// RunID is the lab's name prefix.
+func (l *Lab) RunID() string { return l.state.st.RunID }
+
+func (l *Lab) nsName(elem string) string { return l.RunID() + "-" + elem }
+
+func (l *Lab) createNS(elem string) (*Netns, error) {
+	name := l.nsName(elem)
+	if err := l.state.update(func(s *LabState) { s.Namespaces = append(s.Namespaces, name) }); err != nil {
+		return nil, err
+	}
+	ns, err := CreateNetns(name)
+	if err != nil {
+		return nil, err
+	}
+	l.ns[elem] = ns
+	return ns, nil
+}
+
+func (l *Lab) progress(format string, args ...any) {
+	fmt.Fprintf(l.opts.Out, format+"\n", args...)
+}
+
+// build creates everything, in dependency order.
+func (l *Lab) build(ctx context.Context) error {
+	p := l.Plan
+	l.progress("lab %s: topology %s (%d routers, %d nodes, %d pods)", l.RunID(), p.Topology.Name, len(p.Routers), len(p.Nodes), l.podCount())
+	for _, r := range p.Routers {
+		if _, err := l.createNS(r.Name); err != nil {
+			return err
+		}
+	}
+	for _, s := range p.Switches {
+		if _, err := l.createNS(s); err != nil {
+			return err
+		}
+	}
+	for _, n := range p.Nodes {
+		if _, err := l.createNS(n.Name); err != nil {
+			return err
+		}
+	}
+	if err := l.wire(p.Wires, p.Bridges); err != nil {
+		return err
+	}
+	for _, r := range p.Routers {
+		if err := l.addAddrs(r.Name, r.Ifaces); err != nil {
+			return err
+		}
+	}
+	for _, n := range p.Nodes {
+		if err := l.addAddrs(n.Name, n.Ifaces); err != nil {
+			return err
+		}
+	}
+	l.progress("starting FRR on %d routers", len(p.Routers))
+	for _, r := range p.Routers {
+		if err := l.startFRR(r); err != nil {
+			return err
+		}
+	}
+	l.progress("starting podrouted on %d nodes", len(p.Nodes))
+	for _, n := range p.Nodes {
+		if err := l.startNode(n); err != nil {
+			return err
+		}
+	}
+	for _, n := range p.Nodes {
+		for _, pod := range n.PodPlans {
+			if err := l.addPod(n, pod); err != nil {
+				return err
+			}
+		}
+	}
+	return l.WaitConverged(ctx, l.opts.ConvergeTimeout)
+}
+
+func (l *Lab) podCount() int {
+	c := 0
+	for _, n := range l.Plan.Nodes {
+		c += len(n.PodPlans)
+	}
+	return c
+}
+
+// wire creates the veth pairs and the bridges.
+func (l *Lab) wire(wires []Wire, bridges []Bridge) error {
+	for _, br := range bridges {
+		ns := l.ns[br.In]
+		if err := ns.AddBridge(br.Name); err != nil {
+			return err
+		}
+		for _, a := range br.Addrs {
+			if err := ns.AddAddr(br.Name, a.String()); err != nil {
+				return err
+			}
+		}
+	}
+	for _, w := range wires {
+		if err := Veth(l.ns[w.A], w.AIf, l.ns[w.B], w.BIf, 1500); err != nil {
+			return fmt.Errorf("link %s:%s - %s:%s: %w", w.A, w.AIf, w.B, w.BIf, err)
+		}
+	}
+	for _, br := range bridges {
+		for _, port := range br.Ports {
+			if err := l.ns[br.In].Attach(port, br.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Lab) addAddrs(elem string, ifaces []Iface) error {
+	for _, ifc := range ifaces {
+		for _, a := range ifc.Addrs {
+			if err := l.ns[elem].AddAddr(ifc.Name, a.String()); err != nil {
+				// A gateway's addresses live on its bridge and were added
+				// with it.
+				if isBridgeIface(l.Plan, elem, ifc.Name) {
+					continue
+				}
+				return fmt.Errorf("%s %s %s: %w", elem, ifc.Name, a, err)
+			}
+		}
+	}
+	return nil
+}
+
+func isBridgeIface(p *Plan, elem, ifName string) bool {
+	for _, b := range p.Bridges {
+		if b.In == elem && b.Name == ifName {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Lab) startFRR(r *RouterPlan) error {
+	// Under the state dir: FRR (user frr) must be able to traverse it.
+	dir := filepath.Join(l.opts.StateDir, "frr-"+r.Name)
+	ns := l.ns[r.Name]
+	if err := l.state.update(func(s *LabState) { s.FRR = append(s.FRR, FRRState{Namespace: ns.Name, Dir: dir}) }); err != nil {
+		return err
+	}
+	f, err := StartFRR(ns, dir, FRRConfig(r.Spec))
+	if err != nil {
+		return fmt.Errorf("router %s: %w", r.Name, err)
+	}
+	l.frr[r.Name] = f
+	return nil
+}
+
+func (l *Lab) nodeDir(name string) string { return filepath.Join(l.opts.StateDir, "node-"+name) }
+
+// Socket is node name's status API socket (reachable from the machine's
+// namespace too: a unix socket is a file).
+func (l *Lab) Socket(node string) string { return filepath.Join(l.nodeDir(node), "podrouted.sock") }
+
+// NodeLog is the path of node name's podrouted log.
+func (l *Lab) NodeLog(node string) string { return filepath.Join(l.nodeDir(node), "podrouted.log") }
+
+// startNode writes node n's config and starts podrouted in its namespace.
+func (l *Lab) startNode(n *NodePlan) error {
+	dir := l.nodeDir(n.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cfg := *n.Config
+	cfg.GRPCSocket = l.Socket(n.Name)
+	data, err := yaml.Marshal(&cfg)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dir, "podrouted.yaml")
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		return err
+	}
+	return l.StartDaemon(n.Name)
+}
+
+// StartDaemon (re)starts podrouted on node name from its config file.
+func (l *Lab) StartDaemon(node string) error {
+	cfgPath := filepath.Join(l.nodeDir(node), "podrouted.yaml")
+	proc, err := StartProcess(l.ns[node], "podrouted-"+node, l.NodeLog(node),
+		filepath.Join(l.opts.BinDir, "podrouted"), "--config", cfgPath)
+	if err != nil {
+		return err
+	}
+	l.procs[node] = proc
+	return l.state.update(func(s *LabState) {
+		s.Processes = append(s.Processes, ProcessState{Name: "podrouted-" + node, PID: proc.Pid(), Marker: cfgPath})
+	})
+}
+
+// StopDaemon stops podrouted on node with sig (SIGKILL: a crash; SIGTERM:
+// a graceful stop that keeps forwarding state).
+func (l *Lab) StopDaemon(node string, sig syscall.Signal) error {
+	if p := l.procs[node]; p != nil {
+		return p.Stop(sig, 10*time.Second)
+	}
+	cfgPath := filepath.Join(l.nodeDir(node), "podrouted.yaml")
+	for _, p := range l.state.st.Processes {
+		if p.Marker == cfgPath {
+			return stopRecorded(p.PID, p.Marker)
+		}
+	}
+	return fmt.Errorf("no podrouted on %s", node)
+}
+
+// addPod creates pod's namespace and plugs it into node n: a /32 (and
+// /128) on the pod's eth0 behind a veth, default routes through
+// link-local gateways that the node owns on its side.
+func (l *Lab) addPod(n *NodePlan, pod PodPlan) error {
+	podNS, err := l.createNS(pod.Name)
+	if err != nil {
+		return err
+	}
+	node := l.ns[n.Name]
+	if err := Veth(node, pod.HostIf, podNS, "eth0", 1500); err != nil {
+		return err
+	}
+	steps := [][]string{}
+	for _, a := range pod.Addrs {
+		bits := 32
+		if a.Is6() {
+			bits = 128
+		}
+		steps = append(steps,
+			[]string{"pod", "addr", "add", netip.PrefixFrom(a, bits).String(), "dev", "eth0"},
+			[]string{"node", "route", "add", netip.PrefixFrom(a, bits).String(), "dev", pod.HostIf})
+	}
+	steps = append(steps,
+		[]string{"node", "addr", "add", "169.254.1.1/32", "dev", pod.HostIf},
+		[]string{"pod", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"},
+		[]string{"pod", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"})
+	if l.Plan.Topology.IPv6 {
+		steps = append(steps,
+			[]string{"node", "addr", "add", "fe80::1/64", "dev", pod.HostIf},
+			[]string{"pod", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"})
+	}
+	for _, s := range steps {
+		where := podNS
+		if s[0] == "node" {
+			where = node
+		}
+		if out, err := where.IP(s[1:]...); err != nil {
+			return fmt.Errorf("pod %s: ip %v: %w: %s", pod.Name, s[1:], err, out)
+		}
+	}
+	return nil
+}
+
+// NS returns the namespace of a router, node, switch or pod.
+func (l *Lab) NS(name string) *Netns {
+	if ns := l.ns[name]; ns != nil {
+		return ns
+	}
+	return nil
+}
+
+// FRR returns router name's FRR instance.
+func (l *Lab) FRR(name string) *FRR { return l.frr[name] }
+
+// Node returns the plan of node name.
+func (l *Lab) Node(name string) *NodePlan {
+	for _, n := range l.Plan.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Down tears the lab down.
+func (l *Lab) Down() error { return TeardownLab(l.opts.StateDir) }
+
+// AttachLab opens the lab recorded in opts.StateDir (for status, exec and
+// down from a later CLI call).
+func AttachLab(opts LabOptions) (*Lab, error) {
+	opts.defaults()
+	st, err := ReadLabState(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("no lab is up (no state in %s); start one with `podroute-lab up`", opts.StateDir)
+	}
+	plan, err := NewPlan(st.Topology)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*Netns{}, frr: map[string]*FRR{}, procs: map[string]*Process{},
+		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"), st: st}}
+	for _, r := range plan.Routers {
+		l.ns[r.Name] = &Netns{Name: l.nsName(r.Name)}
+		dir := filepath.Join(opts.StateDir, "frr-"+r.Name)
+		l.frr[r.Name] = &FRR{NS: l.ns[r.Name], Name: l.nsName(r.Name), Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
+	}
+	for _, s := range plan.Switches {
+		l.ns[s] = &Netns{Name: l.nsName(s)}
+	}
+	for _, n := range plan.Nodes {
+		l.ns[n.Name] = &Netns{Name: l.nsName(n.Name)}
+		for _, p := range n.PodPlans {
+			l.ns[p.Name] = &Netns{Name: l.nsName(p.Name)}
+		}
+	}
+	return l, nil
+}
+
+// Names lists every element and pod, for `exec` help and errors.
+func (l *Lab) Names() []string {
+	var out []string
+	for _, r := range l.Plan.Routers {
+		out = append(out, r.Name)
+	}
+	for _, n := range l.Plan.Nodes {
+		out = append(out, n.Name)
+		for _, p := range n.PodPlans {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// Env returns the environment for a command run in element name: the
+// lab's binaries on PATH and, on a node, PODROUTE_SOCKET.
+func (l *Lab) Env(name string) []string {
+	env := append(os.Environ(), "PATH="+l.opts.BinDir+":"+os.Getenv("PATH"))
+	if l.Node(name) != nil {
+		env = append(env, "PODROUTE_SOCKET="+l.Socket(name))
+	}
+	return env
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,178 @@
+package testbed
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultLabStateDir keeps what `podroute-lab down` needs to tear a lab
+// down, even after `up` crashed half-way.
+const DefaultLabStateDir = "/run/podroute-lab"
+
+// LabState is written to StateDir/state.json before each thing is
+// created, so teardown knows about everything that may exist.
+type LabState struct {
+	RunID      string         `json:"runID"`
+	Topology   *Topology      `json:"topology"` // as it is now, nodes added later included
+	Namespaces []string       `json:"namespaces"`
+	Processes  []ProcessState `json:"processes"`
+	FRR        []FRRState     `json:"frr"`
+	Started    time.Time      `json:"started"`
+}
+
+// ProcessState is a process the lab started; Marker is a string its
+// command line contains (its own config path), checked before it is
+// signalled so a reused PID is never hit.
+type ProcessState struct {
+	Name   string `json:"name"`
+	PID    int    `json:"pid"`
+	Marker string `json:"marker"`
+}
+
+// FRRState locates an FRR instance (its namespace and directory).
+type FRRState struct {
+	Namespace string `json:"namespace"`
+	Dir       string `json:"dir"`
+}
+
+// stateFile guards LabState on disk.
+type stateFile struct {
+	mu   sync.Mutex
+	path string
+	st   *LabState
+}
+
+func (s *stateFile) update(fn func(*LabState)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s.st)
+	data, err := json.MarshalIndent(s.st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := s.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("lab state: %w", err)
+	}
+	return os.Rename(tmp, s.path)
+}
+
+// ReadLabState loads the state of the lab in dir; it returns nil, nil if
+// there is none.
+func ReadLabState(dir string) (*LabState, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st LabState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("lab state %s: %w", dir, err)
+	}
+	return &st, nil
+}
+
+// Alive reports whether anything of the lab still exists.
+func (st *LabState) Alive() bool {
+	for _, n := range st.Namespaces {
+		if (&Netns{Name: n}).Exists() {
+			return true
+		}
+	}
+	for _, p := range st.Processes {
+		if processMatches(p.PID, p.Marker) {
+			return true
+		}
+	}
+	return false
+}
+
+// TeardownLab removes everything recorded in dir's state, best effort and
+// idempotent: processes (checked to be ours), FRR instances, namespaces
+// (also any left with the run's prefix), and the state dir itself.
+func TeardownLab(dir string) error {
+	st, err := ReadLabState(dir)
+	if err != nil || st == nil {
+		return err
+	}
+	var errs []error
+	for i := len(st.Processes) - 1; i >= 0; i-- {
+		p := st.Processes[i]
+		if err := stopRecorded(p.PID, p.Marker); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+		}
+	}
+	for _, f := range st.FRR {
+		inst := &FRR{NS: &Netns{Name: f.Namespace}, Name: f.Namespace, Dir: f.Dir, ConfPath: filepath.Join(f.Dir, "frr.conf")}
+		if err := inst.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	names := append([]string(nil), st.Namespaces...)
+	if st.RunID != "" {
+		if more, err := ListNetns(st.RunID + "-"); err == nil {
+			names = append(names, more...)
+		}
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		if err := (&Netns{Name: names[i]}).Delete(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// processMatches reports whether pid runs and its command line contains
+// marker.
+func processMatches(pid int, marker string) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(cmdline) == 0 {
+		return false
+	}
+	return strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), marker)
+}
+
+// stopRecorded stops a process from an earlier run of the CLI: pinned by a
+// pidfd first, so the PID cannot be reused between the check and the
+// signal; SIGTERM, then SIGKILL after 5 s.
+func stopRecorded(pid int, marker string) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // gone
+	}
+	defer unix.Close(fd)
+	if !processMatches(pid, marker) {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(fd, syscall.SIGTERM, nil, 0); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for processMatches(pid, marker) {
+		if time.Now().After(deadline) {
+			_ = unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0)
+			time.Sleep(200 * time.Millisecond)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
