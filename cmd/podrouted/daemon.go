@@ -140,6 +140,12 @@ func peersFromConfig(cfg *config.Config) []bgp.Peer {
 	return out
 }
 
+// routeSink is what pumpRoutes needs of the reconciler.
+type routeSink interface {
+	Update(set []routes.Route, del []netip.Prefix) error
+	MarkSynced()
+}
+
 // maxBatch bounds how many updates are merged into one kernel write, so a
 // flood of updates still reaches the kernel in steady steps.
 const maxBatch = 65536
@@ -148,7 +154,7 @@ const maxBatch = 65536
 // is queued into one batch. When the speaker reports the table learned, it
 // first applies everything queued before that, then lets the reconciler
 // sweep stale routes, so no re-learned route is ever removed.
-func pumpRoutes(ctx context.Context, updates <-chan []bgp.RouteUpdate, synced <-chan struct{}, rec *routes.Reconciler, log *slog.Logger) {
+func pumpRoutes(ctx context.Context, updates <-chan []bgp.RouteUpdate, synced <-chan struct{}, rec routeSink, log *slog.Logger) {
 	pending := map[netip.Prefix][]netip.Addr{}
 	var order []netip.Prefix
 	add := func(batch []bgp.RouteUpdate) {
