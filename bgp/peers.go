@@ -48,7 +48,8 @@ func diffPeers(applied, desired map[netip.Addr]Peer) peerPlan {
 // limit is enforced at once).
 func needsNewSession(a, b Peer) bool {
 	return a.ASN != b.ASN || a.LocalAddress != b.LocalAddress || a.Port != b.Port ||
-		a.Passive != b.Passive || a.Password != b.Password || a.GracefulRestart != b.GracefulRestart
+		a.Passive != b.Passive || a.Password != b.Password || a.GracefulRestart != b.GracefulRestart ||
+		a.RouteReflectorClient != b.RouteReflectorClient || a.RouteReflectorClusterID != b.RouteReflectorClusterID
 }
 
 // idleHoldAfterReset keeps a peer that was torn down (for example for
@@ -89,6 +90,9 @@ func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
 	}
 	if p.LocalAddress.IsValid() {
 		out.Transport.LocalAddress = p.LocalAddress.String()
+	}
+	if p.RouteReflectorClient {
+		out.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: p.RouteReflectorClusterID}
 	}
 	if p.MultihopTTL > 0 {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.MultihopTTL)}

@@ -50,6 +50,10 @@ type Peer struct {
 	// prefixes than this (0: no limit).
 	MaxPrefixes     uint32
 	GracefulRestart bool
+	// RouteReflectorClient makes this (iBGP) peer a client of ours: we
+	// reflect routes to it. RouteReflectorClusterID is our cluster ID.
+	RouteReflectorClient    bool
+	RouteReflectorClusterID string
 }
 
 // Policy is what the speaker accepts from and sends to peers.

@@ -19,8 +19,11 @@ import (
 
 // runDaemon wires the parts together and blocks until ctx ends. leaving
 // tells, at shutdown, whether the node leaves for good (notify peers,
-// remove routes) rather than restarts.
-func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leaving func() bool) error {
+// remove routes) rather than restarts. changes delivers later desired
+// states (Kubernetes mode; nil in static mode), and ready is called once
+// the table has been learned (nil: nothing to tell).
+func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leaving func() bool,
+	initial desiredNode, changes <-chan desiredNode, ready func(context.Context)) error {
 	grEnabled := cfg.GracefulRestart.IsEnabled()
 	rec, err := routes.New(routes.Config{
 		Protocol:       uint8(cfg.RouteProtocol),
@@ -62,8 +65,29 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		return err
 	}
 	node := &nodeApplier{speaker: speaker, routes: rec, log: log}
-	if err := node.apply(ctx, desiredFromConfig(cfg)); err != nil {
+	if err := node.apply(ctx, initial); err != nil {
 		log.Error("apply configuration", "err", err)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case d := <-changes:
+				if err := node.apply(ctx, d); err != nil {
+					log.Error("apply changed configuration", "err", err)
+				}
+			}
+		}
+	}()
+	if ready != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-speaker.Synced():
+				ready(ctx)
+			}
+		}()
 	}
 
 	pumpDone := make(chan struct{})
@@ -73,6 +97,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 	}()
 
 	status := &statusServer{cfg: cfg, speaker: speaker, routes: rec, started: time.Now()}
+	// (status reads cfg for the node's identity only; peers come from the
+	// speaker.)
 	lis, err := api.Listen(cfg.GRPCSocket)
 	if err != nil {
 		speaker.Stop(grEnabled)
@@ -91,7 +117,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		httpServer = serveMetrics(cfg.MetricsAddress, status, log)
 	}
 	log.Info("podrouted running", "node", cfg.NodeName, "asn", cfg.ASN, "router_id", cfg.RouterID,
-		"pod_cidrs", cfg.PodCIDRs, "peers", len(cfg.Peers), "adopted_routes", adopted,
+		"pod_cidrs", cfg.PodCIDRs, "peers", len(initial.Peers), "adopted_routes", adopted,
 		"graceful_restart", grEnabled, "socket", cfg.GRPCSocket, "version", version)
 
 	<-ctx.Done()

@@ -30,6 +30,8 @@ func run(args []string) int {
 		podCIDRs   string
 		asn        uint
 		check      = fs.Bool("check-config", false, "validate the configuration, print it with defaults applied, and exit")
+		kube       = fs.Bool("kubernetes", false, "Kubernetes mode: node identity, pod CIDRs, peers and policy come from the API server (the config file only sets local options)")
+		ko         kubernetesOptions
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
 	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "node name (overrides nodeName; default $NODE_NAME)")
@@ -38,6 +40,8 @@ func run(args []string) int {
 	fs.StringVar(&podCIDRs, "pod-cidrs", "", "comma-separated pod CIDRs of this node (overrides podCIDRs)")
 	fs.StringVar(&o.GRPCSocket, "grpc-socket", "", "status API unix socket (overrides grpcSocket)")
 	fs.StringVar(&o.LogLevel, "log-level", "", "debug, info, warn or error (overrides logLevel)")
+	fs.StringVar(&ko.kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes mode (empty: in-cluster service account)")
+	fs.StringVar(&ko.namespace, "namespace", podNamespace(), "podrouted's namespace, where BGPPeer password Secrets live (default $POD_NAMESPACE or podroute-system)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,10 +60,20 @@ func run(args []string) int {
 
 	cfg, err := config.Read(*configPath)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "podrouted: %v\n", err)
-		return 1
+		// In Kubernetes mode the file is optional: everything it would
+		// hold has a default or comes from the API server.
+		if !*kube || !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "podrouted: %v\n", err)
+			return 1
+		}
+		cfg = &config.Config{}
 	}
 	cfg.Override(o)
+	if *kube {
+		return runWithSignals(cfg.LogLevel, func(ctx context.Context, log *slog.Logger, leaving func() bool) error {
+			return runKubernetes(ctx, cfg, ko, log, leaving)
+		})
+	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "podrouted: invalid configuration in %s:\n", *configPath)
@@ -76,12 +90,20 @@ func run(args []string) int {
 		return 0
 	}
 
-	log := newLogger(cfg.LogLevel)
+	return runWithSignals(cfg.LogLevel, func(ctx context.Context, log *slog.Logger, leaving func() bool) error {
+		return runDaemon(ctx, cfg, log, leaving, desiredFromConfig(cfg), nil, nil)
+	})
+}
+
+// runWithSignals runs the daemon until SIGTERM or SIGINT.
+//
+// SIGTERM (what Kubernetes and systemd send) stops the daemon so that the
+// next instance takes over without a lost packet: with graceful restart
+// on, kernel routes stay and peers keep ours. SIGINT means the node
+// leaves: peers are told at once and our routes are removed.
+func runWithSignals(level string, daemon func(ctx context.Context, log *slog.Logger, leaving func() bool) error) int {
+	log := newLogger(level)
 	slog.SetDefault(log)
-	// SIGTERM (what Kubernetes and systemd send) stops the daemon so that
-	// the next instance takes over without a lost packet: with graceful
-	// restart on, kernel routes stay and peers keep ours. SIGINT means
-	// the node leaves: peers are told at once and our routes are removed.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var leave atomic.Bool
@@ -93,7 +115,7 @@ func run(args []string) int {
 		log.Info("signal received", "signal", sig.String(), "leave", leave.Load())
 		cancel()
 	}()
-	if err := runDaemon(ctx, cfg, log, leave.Load); err != nil && !errors.Is(err, context.Canceled) {
+	if err := daemon(ctx, log, leave.Load); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("podrouted stopped with an error", "err", err)
 		return 1
 	}

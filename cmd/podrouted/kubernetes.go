@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podroute/podroute/cluster"
+	"github.com/podroute/podroute/config"
+)
+
+// kubernetesOptions are the flags of Kubernetes mode.
+type kubernetesOptions struct {
+	kubeconfig string // empty: in-cluster
+	namespace  string // podrouted's own, for BGPPeer password Secrets
+}
+
+// runKubernetes runs the daemon with its desired state from the API
+// server: it waits for the local Node (and its pod CIDR), fills the node's
+// identity into cfg, then follows every change.
+func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions, log *slog.Logger, leaving func() bool) error {
+	if cfg.NodeName == "" {
+		return errors.New("kubernetes mode needs the node name: set NODE_NAME (downward API) or --node-name")
+	}
+	rest, err := clientcmd.BuildConfigFromFlags("", ko.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes client config (--kubeconfig %q; empty means in-cluster): %w", ko.kubeconfig, err)
+	}
+	rest.UserAgent = "podrouted/" + version
+	w, err := cluster.NewWatcher(rest, cfg.NodeName, ko.namespace, log)
+	if err != nil {
+		return err
+	}
+	// A mailbox of one: only the newest desired state matters.
+	latest := make(chan cluster.Desired, 1)
+	go func() {
+		if err := w.Run(ctx, func(d cluster.Desired) {
+			select {
+			case <-latest:
+			default:
+			}
+			latest <- d
+		}); err != nil && ctx.Err() == nil {
+			log.Error("kubernetes watcher stopped", "err", err)
+		}
+	}()
+
+	first, err := waitForNode(ctx, latest, cfg.NodeName, log)
+	if err != nil {
+		return err
+	}
+	cfg.RouterID = first.RouterID.String()
+	cfg.ASN = first.ASN
+	cfg.PodCIDRs = nil
+	for _, p := range first.PodCIDRs {
+		cfg.PodCIDRs = append(cfg.PodCIDRs, p.String())
+	}
+	cfg.PodPools = nil
+	for _, p := range first.Policy.PodPools {
+		cfg.PodPools = append(cfg.PodPools, p.String())
+	}
+	cfg.ImportDefaultRoute = first.Policy.ImportDefaultRoute
+	if first.RouteProtocol != 0 {
+		cfg.RouteProtocol = first.RouteProtocol
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration from Kubernetes is not usable: %w", err)
+	}
+
+	changes := make(chan desiredNode)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case d := <-latest:
+				if !d.Found {
+					log.Warn("the local Node object is gone; keeping the last known state", "node", cfg.NodeName)
+					continue
+				}
+				if d.ASN != first.ASN || d.RouterID != first.RouterID || (d.RouteProtocol != 0 && d.RouteProtocol != first.RouteProtocol) {
+					log.Warn("AS number, router ID or route protocol changed in Kubernetes; restart podrouted to apply them (everything else applies now)",
+						"asn", d.ASN, "router_id", d.RouterID, "route_protocol", d.RouteProtocol)
+				}
+				select {
+				case changes <- desiredFromCluster(d):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	ready := func(ctx context.Context) {
+		for attempt := 0; ; attempt++ {
+			err := w.MarkNetworkAvailable(ctx)
+			if err == nil {
+				log.Info("node network marked available (NetworkUnavailable=False)", "node", cfg.NodeName)
+				return
+			}
+			log.Warn("cannot mark the node's network available yet; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Duration(attempt+1)*2*time.Second, 30*time.Second)):
+			}
+		}
+	}
+	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first), changes, ready)
+}
+
+// waitForNode waits for a desired state in which the local Node exists with
+// a router ID and at least one pod CIDR, saying what it waits for.
+func waitForNode(ctx context.Context, latest <-chan cluster.Desired, node string, log *slog.Logger) (cluster.Desired, error) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	why := "the API server"
+	for {
+		select {
+		case <-ctx.Done():
+			return cluster.Desired{}, ctx.Err()
+		case <-tick.C:
+			log.Info("waiting", "for", why, "node", node)
+		case d := <-latest:
+			switch {
+			case !d.Found:
+				why = "the Node object " + node
+			case !d.RouterID.IsValid():
+				why = "an IPv4 InternalIP on Node " + node + " (the BGP router ID)"
+			case len(d.PodCIDRs) == 0:
+				why = "spec.podCIDRs on Node " + node + " (assigned by kube-controller-manager --allocate-node-cidrs)"
+			default:
+				return d, nil
+			}
+			log.Info("waiting", "for", why, "node", node)
+		}
+	}
+}
+
+func desiredFromCluster(d cluster.Desired) desiredNode {
+	return desiredNode{PodCIDRs: d.PodCIDRs, Peers: d.Peers, Policy: d.Policy}
+}
+
+// podNamespace is podrouted's namespace: POD_NAMESPACE from the downward
+// API, else podroute-system.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "podroute-system"
+}
