@@ -51,6 +51,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", testbed.DefaultLabStateDir, "where the lab keeps its state, configs and logs")
 	root.PersistentFlags().StringVar(&g.binDir, "bin-dir", defaultBinDir(), "directory holding podrouted and podroute")
 	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd())
+	root.AddCommand(clabCmd(g))
 	return root
 }
 
