@@ -68,6 +68,7 @@ func newRootCommand(getenv func(string) string) *cobra.Command {
 		newStatusCommand(opts),
 		newPeersCommand(opts),
 		newRoutesCommand(opts),
+		newIPAMCommand(opts),
 		newVersionCommand(),
 	)
 	return root

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"runtime"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// buildVersion is set at build time with -ldflags "-X main.buildVersion=v1.2.3".
+var buildVersion = "dev"
+
+func init() {
+	// Namespace switches apply to one OS thread: keep main on the thread
+	// it started on (in the node's namespace), as the reference plugins do.
+	runtime.LockOSThread()
+}
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    cmdAdd,
+		Del:    cmdDel,
+		Check:  cmdCheck,
+		Status: cmdStatus,
+		GC:     cmdGC,
+	}, version.PluginSupports("0.3.1", "0.4.0", "1.0.0", "1.1.0"), "podroute-cni "+buildVersion+": routed pod networking for podroute")
+}
