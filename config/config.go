@@ -76,6 +76,16 @@ type Config struct {
 	MetricsAddress string `json:"metricsAddress,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
+	// CNIConfDir is where podrouted writes the CNI network configuration
+	// (10-podroute.conflist, for podroute-cni) once the node's pod CIDRs
+	// are known; empty means podrouted writes none.
+	CNIConfDir string `json:"cniConfDir,omitempty"`
+	// CNIMTU is the pod interface MTU put into that configuration; 0 lets
+	// the plugin use the MTU of the node's uplink.
+	CNIMTU int `json:"cniMTU,omitempty"`
+	// IPAMDir is podroute-cni's allocation store (empty: the plugin's
+	// default, /var/lib/podroute/ipam).
+	IPAMDir string `json:"ipamDir,omitempty"`
 	// Peers are the static BGP peers.
 	Peers []Peer `json:"peers,omitempty"`
 }

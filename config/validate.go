@@ -149,6 +149,14 @@ func (c *Config) Validate() error {
 			v.add("metricsAddress", c.MetricsAddress, `must be empty (metrics off) or host:port with an IP or empty host and port 1..65535, e.g. ":9254" or "127.0.0.1:9254"`)
 		}
 	}
+	for _, f := range []struct{ field, dir string }{{"cniConfDir", c.CNIConfDir}, {"ipamDir", c.IPAMDir}} {
+		if f.dir != "" && !filepath.IsAbs(f.dir) {
+			v.add(f.field, f.dir, "must be empty or an absolute path")
+		}
+	}
+	if c.CNIMTU != 0 && (c.CNIMTU < 1280 || c.CNIMTU > 65535) {
+		v.add("cniMTU", strconv.Itoa(c.CNIMTU), "must be 0 (use the uplink's MTU) or 1280..65535 (1280 is IPv6's minimum)")
+	}
 	if !slices.Contains(logLevels, c.LogLevel) {
 		v.add("logLevel", c.LogLevel, "must be one of "+strings.Join(logLevels, ", "))
 	}

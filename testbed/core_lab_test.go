@@ -37,7 +37,8 @@ var (
 	buildErr  error
 )
 
-// podrouteBinaries builds podrouted and podroute once per test run.
+// podrouteBinaries builds podrouted, podroute and podroute-cni once per
+// test run.
 func podrouteBinaries(t *testing.T) (podrouted, podroute string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -45,7 +46,7 @@ func podrouteBinaries(t *testing.T) (podrouted, podroute string) {
 		if buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"podrouted", "podroute"} {
+		for _, pkg := range []string{"podrouted", "podroute", "podroute-cni"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/podroute/podroute/cmd/"+pkg).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)

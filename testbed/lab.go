@@ -159,9 +159,10 @@ func (l *Lab) build(ctx context.Context) error {
 			return err
 		}
 	}
+	l.progress("creating %d pods with podroute-cni", l.podCount())
 	for _, n := range p.Nodes {
-		for _, pod := range n.PodPlans {
-			if err := l.addPod(n, pod); err != nil {
+		for i := range n.PodPlans {
+			if err := l.addPodCNI(ctx, n, &n.PodPlans[i]); err != nil {
 				return err
 			}
 		}
@@ -262,6 +263,10 @@ func (l *Lab) startNode(n *NodePlan) error {
 	}
 	cfg := *n.Config
 	cfg.GRPCSocket = l.Socket(n.Name)
+	// Every node shares the machine's filesystem: each gets its own CNI
+	// configuration directory and IPAM store.
+	cfg.CNIConfDir = l.cniDir(n.Name)
+	cfg.IPAMDir = l.ipamDir(n.Name)
 	data, err := yaml.Marshal(&cfg)
 	if err != nil {
 		return err
@@ -366,8 +371,13 @@ func (l *Lab) Node(name string) *NodePlan {
 	return nil
 }
 
-// Down tears the lab down.
-func (l *Lab) Down() error { return TeardownLab(l.opts.StateDir) }
+// Down deletes the pods through CNI, as kubelet would, then tears the
+// lab down.
+func (l *Lab) Down() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return errors.Join(l.deletePodsCNI(ctx), TeardownLab(l.opts.StateDir))
+}
 
 // AttachLab opens the lab recorded in opts.StateDir (for status, exec and
 // down from a later CLI call).
@@ -396,8 +406,16 @@ func AttachLab(opts LabOptions) (*Lab, error) {
 	}
 	for _, n := range plan.Nodes {
 		l.ns[n.Name] = &Netns{Name: l.nsName(n.Name)}
-		for _, p := range n.PodPlans {
+		for i, p := range n.PodPlans {
 			l.ns[p.Name] = &Netns{Name: l.nsName(p.Name)}
+			if addrs, ok := st.PodAddrs[p.Name]; ok {
+				n.PodPlans[i].Addrs = nil
+				for _, a := range addrs {
+					if ip, err := netip.ParseAddr(a); err == nil {
+						n.PodPlans[i].Addrs = append(n.PodPlans[i].Addrs, ip)
+					}
+				}
+			}
 		}
 	}
 	return l, nil

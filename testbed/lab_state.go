@@ -28,6 +28,8 @@ type LabState struct {
 	Processes  []ProcessState `json:"processes"`
 	FRR        []FRRState     `json:"frr"`
 	Started    time.Time      `json:"started"`
+	// PodAddrs are the addresses podroute-cni gave each pod.
+	PodAddrs map[string][]string `json:"podAddrs,omitempty"`
 }
 
 // ProcessState is a process the lab started; Marker is a string its

@@ -82,7 +82,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 			if err := testbed.EnsurePackages(out, testbed.LabPackages); err != nil {
 				return err
 			}
-			for _, bin := range []string{"podrouted", "podroute"} {
+			for _, bin := range []string{"podrouted", "podroute", "podroute-cni"} {
 				if _, err := os.Stat(filepath.Join(g.binDir, bin)); err != nil {
 					return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
 				}
@@ -168,7 +168,13 @@ func downCmd(g *globalFlags) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "no lab is up")
 				return nil
 			}
-			if err := testbed.TeardownLab(g.stateDir); err != nil {
+			// Pods go through CNI DEL as kubelet would; if the lab cannot
+			// even be read back, plain teardown still removes everything.
+			teardown := func() error { return testbed.TeardownLab(g.stateDir) }
+			if lab, err := testbed.AttachLab(g.options(cmd)); err == nil {
+				teardown = lab.Down
+			}
+			if err := teardown(); err != nil {
 				return err
 			}
 			left, err := testbed.ListNetns(st.RunID + "-")

@@ -64,7 +64,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		rec.Close()
 		return err
 	}
-	node := &nodeApplier{speaker: speaker, routes: rec, log: log}
+	enableForwarding(initial.PodCIDRs, log)
+	node := &nodeApplier{speaker: speaker, routes: rec, log: log,
+		cni: cniWriter{dir: cfg.CNIConfDir, mtu: cfg.CNIMTU, ipamDir: cfg.IPAMDir, log: log}}
 	if err := node.apply(ctx, initial); err != nil {
 		log.Error("apply configuration", "err", err)
 	}

@@ -30,6 +30,7 @@ type nodeApplier struct {
 	speaker *bgp.Speaker
 	routes  *routes.Reconciler
 	log     *slog.Logger
+	cni     cniWriter
 }
 
 func (a *nodeApplier) apply(ctx context.Context, d desiredNode) error {
@@ -46,6 +47,10 @@ func (a *nodeApplier) apply(ctx context.Context, d desiredNode) error {
 		errs = append(errs, err)
 	}
 	if err := a.speaker.SetPeers(ctx, d.Peers); err != nil {
+		errs = append(errs, err)
+	}
+	// Last: pods get addresses only once routes to them can be announced.
+	if err := a.cni.write(d.PodCIDRs); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
