@@ -4,9 +4,13 @@ GO          ?= go
 BIN         := bin
 GOTESTFLAGS ?=
 # Debian packages the tests and the lab use; installed when missing.
-DEB_PACKAGES := frr iproute2 iputils-ping gobgpd tcpdump procps
+DEB_PACKAGES := frr iproute2 iputils-ping gobgpd tcpdump procps containernetworking-plugins
 
 .PHONY: all build deps test unit bench lab lab-status lab-down vet clean
+
+# k8s-tools: kube-apiserver, kube-controller-manager and kubectl built
+# once from k8s.io/kubernetes for the Kubernetes-mode tests and lab.
+include k8s.mk
 
 all: build
 
@@ -30,7 +34,7 @@ vet:
 
 # test runs every test: unit tests and the privileged namespace, FRR and
 # end-to-end tests (run as root, as CI does).
-test: deps vet
+test: deps k8s-tools vet
 	$(GO) test -count=1 -timeout 45m $(GOTESTFLAGS) ./...
 
 # unit runs only what needs neither root nor FRR.
