@@ -52,21 +52,20 @@ func pathsToUpdates(paths []*api.Path, warn func(string, ...any)) []RouteUpdate 
 	idx := map[netip.Prefix]int{}
 	var out []RouteUpdate
 	for _, p := range paths {
-		if !fromPeer(p) {
-			continue
-		}
 		prefix, err := pathPrefix(p)
 		if err != nil {
 			warn("skipping path", "err", err)
 			continue
 		}
+		// Every prefix in the event gets an update, also when its best
+		// path is now our own: the route learned from a peer must go.
 		i, ok := idx[prefix]
 		if !ok {
 			i = len(out)
 			idx[prefix] = i
 			out = append(out, RouteUpdate{Prefix: prefix})
 		}
-		if p.IsWithdraw {
+		if p.IsWithdraw || !fromPeer(p) {
 			continue
 		}
 		nh, err := pathNextHop(p)
@@ -149,7 +148,8 @@ func (s *Speaker) onPeerEvent(e *api.WatchEventResponse_PeerEvent) {
 		live.since = time.Now()
 		if state == "Established" {
 			live.eor = false
-			live.info = ""
+			// info keeps the last notable problem (say, a max-prefix
+			// teardown) even after the session came back.
 		}
 	}
 	s.mu.Unlock()
@@ -233,15 +233,39 @@ func (s *Speaker) PeerStatus(ctx context.Context) ([]PeerStatus, error) {
 			for _, af := range ap.AfiSafis {
 				if af.State != nil {
 					st.Received += af.State.Received
-					st.Accepted += af.State.Accepted
-					st.Advertised += af.State.Advertised
 				}
 			}
 		}
+		// GoBGP's own accepted count ignores the import policy and its
+		// advertised count includes End-of-RIB, so count the tables.
+		st.Accepted, st.Advertised = s.countPaths(ctx, addr)
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Address.Compare(b.Peer.Address) })
 	return out, nil
+}
+
+// countPaths counts the paths from peer that passed the import policy and
+// the paths sent to it. Only binary forms are asked for, so GoBGP does not
+// render every path for a count.
+func (s *Speaker) countPaths(ctx context.Context, peer netip.Addr) (accepted, advertised uint64) {
+	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	if peer.Is6() {
+		fam.Afi = api.Family_AFI_IP6
+	}
+	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: peer.String(), Family: fam,
+		EnableFiltered: true, EnableOnlyBinary: true}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			if !p.Filtered {
+				accepted++
+			}
+		}
+	})
+	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: peer.String(), Family: fam,
+		EnableOnlyBinary: true}, func(d *api.Destination) {
+		advertised += uint64(len(d.Paths))
+	})
+	return accepted, advertised
 }
 
 // Originated lists the prefixes this node advertises.

@@ -52,8 +52,9 @@ func needsNewSession(a, b Peer) bool {
 		a.RouteReflectorClient != b.RouteReflectorClient || a.RouteReflectorClusterID != b.RouteReflectorClusterID
 }
 
-// idleHoldAfterReset keeps a peer that was torn down (for example for
-// exceeding max prefixes) from reconnecting at once and flooding again.
+// idleHoldAfterReset is how long a peer torn down for exceeding its
+// max-prefix limit stays down before we let it try again (see
+// Speaker.onMaxPrefix), so it cannot flood the node in a tight loop.
 const idleHoldAfterReset = 30 * time.Second
 
 // toAPIPeer renders p as GoBGP's neighbor configuration. restartTime and
@@ -74,13 +75,18 @@ func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
 			NeighborAddress: p.Address.String(),
 			PeerAsn:         p.ASN,
 			AuthPassword:    p.Password,
-			Description:     p.Description,
+			// No Description: GoBGP re-creates the session for any change
+			// of the neighbor config, and a label is not worth a reset.
+			// PeerStatus reports it from our own copy.
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
-			HoldTime:               seconds(p.HoldTime),
-			KeepaliveInterval:      seconds(p.KeepaliveInterval),
-			ConnectRetry:           seconds(p.ConnectRetry),
-			IdleHoldTimeAfterReset: seconds(idleHoldAfterReset),
+			HoldTime:          seconds(p.HoldTime),
+			KeepaliveInterval: seconds(p.KeepaliveInterval),
+			ConnectRetry:      seconds(p.ConnectRetry),
+			// After a reset of ours (transit turned off) the session
+			// should come back at once; GoBGP's default waits 30 s. A
+			// max-prefix teardown is held off separately (onMaxPrefix).
+			IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{
 			PassiveMode: p.Passive,

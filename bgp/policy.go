@@ -33,6 +33,7 @@ type policyInputs struct {
 // buildPolicies turns the inputs into GoBGP defined sets and the import
 // and export policies. Import, first match wins, default reject:
 //
+//  0. our own originated paths: accept
 //  1. the default route, when ImportDefaultRoute is set: accept
 //  2. a prefix equal to, inside, or covering one of our own pod CIDRs:
 //     reject (nobody else may attract our pods' traffic)
@@ -42,7 +43,14 @@ type policyInputs struct {
 // Export: our own pod CIDRs only, unless Transit.
 func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 	req := &api.SetPoliciesRequest{}
-	var imp, exp []*api.Statement
+	// GoBGP runs the import policy over locally originated paths too; our
+	// own pod CIDRs must pass whatever the pools say.
+	imp := []*api.Statement{{
+		Name:       "accept-local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}
+	var exp []*api.Statement
 
 	addSet := func(name string, entries []*api.Prefix) bool {
 		if len(entries) == 0 {
@@ -127,9 +135,6 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 	}
 	// GoBGP rejects a policy without statements; a statement with no
 	// condition and no action changes nothing and falls to the default.
-	if len(imp) == 0 {
-		imp = []*api.Statement{{Name: "import-none"}}
-	}
 	if len(exp) == 0 {
 		exp = []*api.Statement{{Name: "export-none"}}
 	}

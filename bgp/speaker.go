@@ -153,19 +153,35 @@ func (s *Speaker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the speaker. With graceful false, every session gets a Cease
-// NOTIFICATION so peers withdraw our routes at once. With graceful true
-// the sessions are just dropped, as a crash would, so graceful-restart
-// helpers keep our routes while the next instance starts.
+// Stop ends the speaker.
+//
+// With graceful false, every session gets a Cease NOTIFICATION, so peers
+// withdraw our routes at once, and GoBGP stops.
+//
+// With graceful true nothing is sent: GoBGP has no way to close a session
+// without a NOTIFICATION, and a NOTIFICATION makes helpers without RFC 8538
+// flush our routes. The caller must then end the process without calling
+// anything else on the server: the kernel closes the TCP connections, as in
+// a crash, and graceful-restart helpers keep our routes for the restart
+// time while the next instance starts.
 func (s *Speaker) Stop(graceful bool) {
-	if !graceful {
-		if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
-			s.log.Warn("stop BGP", "err", err)
-		}
-	}
 	if s.stopWatch != nil {
 		s.stopWatch()
 	}
+	if graceful {
+		return
+	}
+	// Peers first: StopBgp while sessions are still receiving races in
+	// GoBGP (it clears its config under their feet).
+	s.mu.Lock()
+	for addr := range s.peers {
+		_ = s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: addr.String()})
+	}
+	s.mu.Unlock()
+	if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
+		s.log.Warn("stop BGP", "err", err)
+	}
+	s.srv.Stop()
 }
 
 // SetPolicy replaces the import/export policy inputs. Called before
@@ -192,7 +208,20 @@ func (s *Speaker) applyPolicyLocked(ctx context.Context) error {
 		return fmt.Errorf("set BGP policies: %w", err)
 	}
 	first := s.applied == nil
+	transitOff := !first && s.applied.policy.Transit && !in.policy.Transit
 	s.applied = &in
+	if transitOff {
+		// GoBGP v3.37's soft reset out does not withdraw routes the new
+		// export policy rejects (fixed upstream after v3), so peers would
+		// keep routes we no longer carry. Re-open the sessions instead;
+		// this happens only when a node stops being a route reflector.
+		for addr := range s.peers {
+			if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Communication: "podroute: transit turned off"}); err != nil {
+				return fmt.Errorf("reset peer %s after turning transit off: %w", addr, err)
+			}
+		}
+		return nil
+	}
 	if !first && len(s.peers) > 0 {
 		// Re-run import over the stored Adj-RIB-In and export over our
 		// best paths; no session is reset.
@@ -355,22 +384,41 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	return errors.Join(errs...)
 }
 
-// onMaxPrefix is called (from GoBGP's logger) when a peer exceeded its
-// limit and GoBGP is tearing the session down.
+// onMaxPrefix is called from GoBGP's logger, on GoBGP's own goroutine,
+// when a peer exceeded its limit and GoBGP tears the session down. GoBGP
+// may be inside a management call we made while holding s.mu (UpdatePeer
+// enforcing a lowered limit), so nothing here may wait for s.mu: the
+// bookkeeping runs on a goroutine of its own.
 func (s *Speaker) onMaxPrefix(key string) {
 	addr, err := netip.ParseAddr(key)
 	if err != nil {
 		return
 	}
-	s.mu.Lock()
-	p, ok := s.peers[addr]
-	if live := s.peerState[addr]; live != nil {
-		live.info = fmt.Sprintf("max-prefix limit %d exceeded; session torn down", p.MaxPrefixes)
-	}
-	s.mu.Unlock()
-	if ok {
+	go func() {
+		s.mu.Lock()
+		p, ok := s.peers[addr]
+		if live := s.peerState[addr]; live != nil {
+			live.info = fmt.Sprintf("max-prefix limit %d exceeded; session torn down, retrying in %v", p.MaxPrefixes, idleHoldAfterReset)
+		}
+		s.mu.Unlock()
+		if !ok {
+			return
+		}
 		s.log.Error("peer sent more prefixes than its limit; tearing that session down",
-			"peer", addr, "asn", p.ASN, "max_prefixes", p.MaxPrefixes,
-			"retry_after", idleHoldAfterReset)
-	}
+			"peer", addr, "asn", p.ASN, "max_prefixes", p.MaxPrefixes, "retry_after", idleHoldAfterReset)
+		// GoBGP leaves such a peer administratively down for good; give it
+		// another chance later, so a peer that fixed its table recovers
+		// by itself, while one that keeps flooding is held off.
+		time.AfterFunc(idleHoldAfterReset, func() {
+			s.mu.Lock()
+			_, still := s.peers[addr]
+			s.mu.Unlock()
+			if !still {
+				return
+			}
+			if err := s.srv.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: addr.String()}); err != nil {
+				s.log.Warn("re-enable peer after max-prefix hold", "peer", addr, "err", err)
+			}
+		})
+	}()
 }

@@ -64,6 +64,7 @@ type Reconciler struct {
 
 	mu      sync.Mutex
 	desired map[netip.Prefix]Route
+	own     map[netip.Prefix]bool  // prefixes SetBlackholes owns
 	kernel  map[netip.Prefix]Route // our routes as last read or written
 	stale   map[netip.Prefix]struct{}
 	errs    map[netip.Prefix]string
@@ -109,6 +110,7 @@ func New(cfg Config) (*Reconciler, error) {
 		log:        cfg.Logger.With("component", "routes"),
 		ns:         netns.None(),
 		desired:    map[netip.Prefix]Route{},
+		own:        map[netip.Prefix]bool{},
 		kernel:     map[netip.Prefix]Route{},
 		stale:      map[netip.Prefix]struct{}{},
 		errs:       map[netip.Prefix]string{},
@@ -249,6 +251,14 @@ func (r *Reconciler) MarkSynced() {
 // The kernel is changed before Update returns. Invalid routes are skipped
 // and reported in the returned error; everything else is applied.
 func (r *Reconciler) Update(set []Route, del []netip.Prefix) error {
+	return r.update(set, del, false)
+}
+
+// update applies set and del. The blackholes of SetBlackholes (this
+// node's own pod CIDRs) are its alone: an ordinary update never replaces
+// or removes one, so a learned route or a withdrawal for our own prefix
+// can never open a hole to the default route.
+func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) error {
 	var bad []error
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -261,6 +271,10 @@ func (r *Reconciler) Update(set []Route, del []netip.Prefix) error {
 			continue
 		}
 		rt = rt.normalize()
+		if r.own[rt.Prefix] && !blackholes {
+			bad = append(bad, fmt.Errorf("route %s: the prefix is this node's own (blackholed); not replaced", rt))
+			continue
+		}
 		r.desired[rt.Prefix] = rt
 		delete(r.stale, rt.Prefix)
 		have, ok := r.kernel[rt.Prefix]
@@ -271,7 +285,7 @@ func (r *Reconciler) Update(set []Route, del []netip.Prefix) error {
 	}
 	for _, p := range del {
 		p = p.Masked()
-		if _, ok := r.desired[p]; !ok {
+		if _, ok := r.desired[p]; !ok || r.own[p] != blackholes {
 			continue
 		}
 		delete(r.desired, p)
@@ -284,7 +298,8 @@ func (r *Reconciler) Update(set []Route, del []netip.Prefix) error {
 	return errors.Join(bad...)
 }
 
-// SetBlackholes makes prefixes the complete set of blackhole routes.
+// SetBlackholes makes prefixes the complete set of blackhole routes for
+// this node's own pod CIDRs.
 func (r *Reconciler) SetBlackholes(prefixes []netip.Prefix) error {
 	want := map[netip.Prefix]bool{}
 	for _, p := range prefixes {
@@ -293,8 +308,8 @@ func (r *Reconciler) SetBlackholes(prefixes []netip.Prefix) error {
 	var set []Route
 	var del []netip.Prefix
 	r.mu.Lock()
-	for p, d := range r.desired {
-		if d.Blackhole && !want[p] {
+	for p := range r.own {
+		if !want[p] {
 			del = append(del, p)
 		}
 	}
@@ -302,7 +317,11 @@ func (r *Reconciler) SetBlackholes(prefixes []netip.Prefix) error {
 	for p := range want {
 		set = append(set, Route{Prefix: p, Blackhole: true})
 	}
-	return r.Update(set, del)
+	err := r.update(set, del, true)
+	r.mu.Lock()
+	r.own = want
+	r.mu.Unlock()
+	return err
 }
 
 // Resync reads our routes from the kernel and applies the full diff.
@@ -475,6 +494,7 @@ func (r *Reconciler) RemoveAll() error {
 		ops = append(ops, op{route: have, delete: true})
 	}
 	r.desired = map[netip.Prefix]Route{}
+	r.own = map[netip.Prefix]bool{}
 	r.stale = map[netip.Prefix]struct{}{}
 	r.applyLocked(ops)
 	if len(r.kernel) > 0 {

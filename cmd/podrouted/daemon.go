@@ -141,7 +141,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		}
 	}
 	rec.Close()
-	speaker.Server().Stop()
+	// With keep, the speaker is left as it is: the process exits and the
+	// kernel closes the BGP connections without a NOTIFICATION.
 	return nil
 }
 
