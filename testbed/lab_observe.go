@@ -218,8 +218,11 @@ func (l *Lab) Pods() []PodPlan {
 
 // PingMatrix pings from every pod to every other pod (each family once,
 // a few in parallel).
-func (l *Lab) PingMatrix(ctx context.Context) *Reachability {
-	r := &Reachability{Pods: l.Pods(), Families: []string{"IPv4"}, Result: map[string]map[string]map[string]bool{}}
+func (l *Lab) PingMatrix(ctx context.Context) *Reachability { return l.PingPods(ctx, l.Pods()) }
+
+// PingPods is PingMatrix over some of the pods only.
+func (l *Lab) PingPods(ctx context.Context, pods []PodPlan) *Reachability {
+	r := &Reachability{Pods: pods, Families: []string{"IPv4"}, Result: map[string]map[string]map[string]bool{}}
 	if l.Plan.Topology.IPv6 {
 		r.Families = append(r.Families, "IPv6")
 	}
