@@ -171,13 +171,10 @@ func (s *Speaker) Stop(graceful bool) {
 	if graceful {
 		return
 	}
-	// Peers first: StopBgp while sessions are still receiving races in
-	// GoBGP (it clears its config under their feet).
-	s.mu.Lock()
-	for addr := range s.peers {
-		_ = s.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: addr.String()})
-	}
-	s.mu.Unlock()
+	// StopBgp sends every peer its NOTIFICATION and waits for the
+	// sessions to end. (Deleting the peers one by one first does not wait
+	// for the NOTIFICATION to go out: a process exiting right after could
+	// close the connections silently, and helpers would keep our routes.)
 	if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
 		s.log.Warn("stop BGP", "err", err)
 	}
