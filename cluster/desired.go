@@ -136,13 +136,22 @@ func Compute(in Inputs) (Desired, []Problem) {
 			}
 			for _, v6 := range []bool{false, true} {
 				addr, ok := m.Addr(v6)
-				if _, mine := local.Addr(v6); !ok || !mine {
+				mine, haveMine := local.Addr(v6)
+				if !ok || !haveMine {
 					continue
 				}
 				p := bgp.Peer{
 					Address: addr, ASN: asn, Description: "node " + m.Name,
 					HoldTime: defaultHold, KeepaliveInterval: defaultHold / 3, ConnectRetry: defaultConnect,
 					MaxPrefixes: meshMax, GracefulRestart: true,
+					// Only the node with the lower address dials. When both
+					// dial, a re-created session (a Node registered again,
+					// a switch to route reflector) can stay down for
+					// minutes: after each failed attempt GoBGP sits in Idle
+					// for a fixed 5 s, refusing connections, and two nodes
+					// that fell out of phase keep dialling into each
+					// other's Idle.
+					Passive: addr.Less(mine),
 				}
 				if local.RouteReflector() && !m.RouteReflector() && asn == d.ASN {
 					p.RouteReflectorClient = true

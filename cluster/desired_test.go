@@ -163,3 +163,26 @@ func TestComputeLocalMissing(t *testing.T) {
 		t.Error("local node not in the list must not be Found")
 	}
 }
+
+// Exactly one side of each node-to-node session dials (the lower address),
+// so a re-created session cannot livelock with both sides dialling into
+// each other's idle hold.
+func TestComputeMeshOneSideDials(t *testing.T) {
+	nodes := parseAll(t,
+		node("a", "10.0.0.1", "10.244.1.0/24", nil, nil),
+		node("b", "10.0.0.2", "10.244.2.0/24", nil, nil),
+		node("c", "10.0.0.3", "10.244.3.0/24", nil, nil))
+	dials := map[string]bool{}
+	for _, local := range []string{"a", "b", "c"} {
+		d, _ := Compute(Inputs{LocalNode: local, Nodes: nodes})
+		for _, p := range d.Peers {
+			dials[d.RouterID.String()+">"+p.Address.String()] = !p.Passive
+		}
+	}
+	for _, pair := range [][2]string{{"10.0.0.1", "10.0.0.2"}, {"10.0.0.1", "10.0.0.3"}, {"10.0.0.2", "10.0.0.3"}} {
+		lo, hi := pair[0], pair[1]
+		if !dials[lo+">"+hi] || dials[hi+">"+lo] {
+			t.Errorf("%s and %s: lower dials %v, higher dials %v; want only the lower", lo, hi, dials[lo+">"+hi], dials[hi+">"+lo])
+		}
+	}
+}

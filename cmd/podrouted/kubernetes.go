@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -74,7 +75,28 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 	}
 
 	changes := make(chan desiredNode)
+	// marked is set once the node's network was marked available; a Node
+	// object deleted and registered again (kubelet does that) is a new
+	// object without that condition, so it is marked again.
+	var marked atomic.Bool
+	ready := func(ctx context.Context) {
+		for attempt := 0; ; attempt++ {
+			err := w.MarkNetworkAvailable(ctx)
+			if err == nil {
+				marked.Store(true)
+				log.Info("node network marked available (NetworkUnavailable=False)", "node", cfg.NodeName)
+				return
+			}
+			log.Warn("cannot mark the node's network available yet; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Duration(attempt+1)*2*time.Second, 30*time.Second)):
+			}
+		}
+	}
 	go func() {
+		gone := false
 		for {
 			select {
 			case <-ctx.Done():
@@ -82,8 +104,13 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 			case d := <-latest:
 				if !d.Found {
 					log.Warn("the local Node object is gone; keeping the last known state", "node", cfg.NodeName)
+					gone = true
 					continue
 				}
+				if gone && marked.Load() {
+					go ready(ctx)
+				}
+				gone = false
 				if d.ASN != first.ASN || d.RouterID != first.RouterID || (d.RouteProtocol != 0 && d.RouteProtocol != first.RouteProtocol) {
 					log.Warn("AS number, router ID or route protocol changed in Kubernetes; restart podrouted to apply them (everything else applies now)",
 						"asn", d.ASN, "router_id", d.RouterID, "route_protocol", d.RouteProtocol)
@@ -96,21 +123,6 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 			}
 		}
 	}()
-	ready := func(ctx context.Context) {
-		for attempt := 0; ; attempt++ {
-			err := w.MarkNetworkAvailable(ctx)
-			if err == nil {
-				log.Info("node network marked available (NetworkUnavailable=False)", "node", cfg.NodeName)
-				return
-			}
-			log.Warn("cannot mark the node's network available yet; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(time.Duration(attempt+1)*2*time.Second, 30*time.Second)):
-			}
-		}
-	}
 	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first), changes, ready)
 }
 
