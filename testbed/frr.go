@@ -563,7 +563,11 @@ type RouterSpec struct {
 	// PeerGroups accept sessions from any address in a range (dynamic
 	// neighbours), so a node added to a rack needs no router change.
 	PeerGroups []FRRPeerGroup
-	Extra      string // raw lines appended at the end (may re-enter "router bgp ASN")
+	// RedistributeConnected advertises the router's connected networks (a
+	// ToR's LAN subnets and links) in both address families, so that the
+	// underlay is routed end to end.
+	RedistributeConnected bool
+	Extra                 string // raw lines appended at the end (may re-enter "router bgp ASN")
 }
 
 // FRRPeerGroup is a peer group with a listen range: FRR accepts any
@@ -638,6 +642,9 @@ func FRRConfig(r RouterSpec) string {
 			if strings.Contains(prefix, ":") == isV6 {
 				line("  network %s", prefix)
 			}
+		}
+		if r.RedistributeConnected {
+			line("  redistribute connected")
 		}
 		for _, g := range r.PeerGroups {
 			switch gV6 := strings.Contains(g.Range, ":"); {

@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/podroute/podroute/config"
 )
 
 // LabOptions say where a lab keeps its state and finds its binaries.
@@ -29,6 +32,9 @@ type LabOptions struct {
 	// KeepOnFailure leaves a lab that failed to come up in place for
 	// inspection (`podroute-lab down` removes it).
 	KeepOnFailure bool
+	// Kubernetes, if set, brings the lab up in Kubernetes mode (see
+	// lab_kubernetes.go).
+	Kubernetes *KubernetesOptions
 }
 
 // Lab is a running lab.
@@ -39,6 +45,38 @@ type Lab struct {
 	ns    map[string]*Netns // element or pod name -> namespace
 	frr   map[string]*FRR
 	procs map[string]*Process
+	kube  *kubeLab // Kubernetes mode, in the process that brought it up
+
+	// Startup is how long Up took, in phases.
+	Startup Startup
+	phaseAt time.Time
+}
+
+// Startup is how long bringing a lab up took.
+type Startup struct {
+	Total  time.Duration
+	Phases []StartupPhase
+}
+
+// StartupPhase is one step of Up.
+type StartupPhase struct {
+	Name string
+	Took time.Duration
+}
+
+func (s Startup) String() string {
+	var parts []string
+	for _, p := range s.Phases {
+		parts = append(parts, fmt.Sprintf("%s %.1fs", p.Name, p.Took.Seconds()))
+	}
+	return fmt.Sprintf("%.1fs (%s)", s.Total.Seconds(), strings.Join(parts, ", "))
+}
+
+// phase ends the current phase of Up.
+func (l *Lab) phase(name string) {
+	now := time.Now()
+	l.Startup.Phases = append(l.Startup.Phases, StartupPhase{Name: name, Took: now.Sub(l.phaseAt)})
+	l.phaseAt = now
 }
 
 // ErrLabRunning is returned by Up when StateDir already has a live lab.
@@ -60,9 +98,21 @@ func (o *LabOptions) defaults() {
 // down again.
 func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
 	opts.defaults()
+	begin := time.Now()
 	plan, err := NewPlan(topo)
 	if err != nil {
 		return nil, err
+	}
+	var kube *kubeLab
+	if k := opts.Kubernetes; k != nil {
+		if k.Start == nil {
+			return nil, errors.New("kubernetes mode: no function to start the control plane")
+		}
+		kp, err := NewKubePlan(plan)
+		if err != nil {
+			return nil, err
+		}
+		kube = &kubeLab{opts: *k, plan: kp}
 	}
 	if st, err := ReadLabState(opts.StateDir); err != nil {
 		return nil, err
@@ -78,7 +128,8 @@ func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, err
 	}
-	l := &Lab{Plan: plan, opts: opts, ns: map[string]*Netns{}, frr: map[string]*FRR{}, procs: map[string]*Process{},
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*Netns{}, frr: map[string]*FRR{}, procs: map[string]*Process{}, kube: kube,
+		phaseAt: begin,
 		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"),
 			st: &LabState{RunID: NewRunID(), Topology: topo, Started: time.Now()}}}
 	if err := l.state.update(func(*LabState) {}); err != nil {
@@ -90,6 +141,8 @@ func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
 		}
 		return nil, errors.Join(err, TeardownLab(opts.StateDir))
 	}
+	l.Startup.Total = time.Since(begin)
+	l.progress("lab up in %s", l.Startup)
 	return l, nil
 }
 
@@ -118,7 +171,11 @@ func (l *Lab) progress(format string, args ...any) {
 // build creates everything, in dependency order.
 func (l *Lab) build(ctx context.Context) error {
 	p := l.Plan
-	l.progress("lab %s: topology %s (%d routers, %d nodes, %d pods)", l.RunID(), p.Topology.Name, len(p.Routers), len(p.Nodes), l.podCount())
+	mode := ""
+	if l.kube != nil {
+		mode = ", Kubernetes mode"
+	}
+	l.progress("lab %s: topology %s (%d routers, %d nodes, %d pods%s)", l.RunID(), p.Topology.Name, len(p.Routers), len(p.Nodes), l.podCount(), mode)
 	for _, r := range p.Routers {
 		if _, err := l.createNS(r.Name); err != nil {
 			return err
@@ -146,10 +203,24 @@ func (l *Lab) build(ctx context.Context) error {
 		if err := l.addAddrs(n.Name, n.Ifaces); err != nil {
 			return err
 		}
+		if err := l.addDefaultRoutes(n.Name, n.Gateways); err != nil {
+			return err
+		}
+	}
+	if l.kube != nil {
+		if err := l.buildKubeNetwork(); err != nil {
+			return err
+		}
 	}
 	l.progress("starting FRR on %d routers", len(p.Routers))
 	for _, r := range p.Routers {
 		if err := l.startFRR(r); err != nil {
+			return err
+		}
+	}
+	l.phase("fabric")
+	if l.kube != nil {
+		if err := l.startKubernetes(ctx); err != nil {
 			return err
 		}
 	}
@@ -167,7 +238,18 @@ func (l *Lab) build(ctx context.Context) error {
 			}
 		}
 	}
-	return l.WaitConverged(ctx, l.opts.ConvergeTimeout)
+	l.phase("podrouted and pods")
+	if err := l.WaitConverged(ctx, l.opts.ConvergeTimeout); err != nil {
+		return err
+	}
+	l.phase("convergence")
+	if l.kube != nil {
+		if err := l.waitNetworkAvailable(ctx, time.Minute); err != nil {
+			return err
+		}
+		l.phase("Node conditions")
+	}
+	return nil
 }
 
 func (l *Lab) podCount() int {
@@ -222,6 +304,20 @@ func (l *Lab) addAddrs(elem string, ifaces []Iface) error {
 	return nil
 }
 
+// addDefaultRoutes points elem's default routes at its gateways.
+func (l *Lab) addDefaultRoutes(elem string, gateways []netip.Addr) error {
+	for _, gw := range gateways {
+		args := []string{"route", "add", "default", "via", gw.String()}
+		if gw.Is6() {
+			args = append([]string{"-6"}, args...)
+		}
+		if _, err := l.ns[elem].IP(args...); err != nil {
+			return fmt.Errorf("%s: default route: %w", elem, err)
+		}
+	}
+	return nil
+}
+
 func isBridgeIface(p *Plan, elem, ifName string) bool {
 	for _, b := range p.Bridges {
 		if b.In == elem && b.Name == ifName {
@@ -267,7 +363,13 @@ func (l *Lab) startNode(n *NodePlan) error {
 	// configuration directory and IPAM store.
 	cfg.CNIConfDir = l.cniDir(n.Name)
 	cfg.IPAMDir = l.ipamDir(n.Name)
-	data, err := yaml.Marshal(&cfg)
+	var data []byte
+	var err error
+	if l.Kubernetes() {
+		data, err = kubeLocalConfig(n, &config.Config{GRPCSocket: cfg.GRPCSocket, CNIConfDir: cfg.CNIConfDir, IPAMDir: cfg.IPAMDir})
+	} else {
+		data, err = yaml.Marshal(&cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -282,7 +384,7 @@ func (l *Lab) startNode(n *NodePlan) error {
 func (l *Lab) StartDaemon(node string) error {
 	cfgPath := filepath.Join(l.nodeDir(node), "podrouted.yaml")
 	proc, err := StartProcess(l.ns[node], "podrouted-"+node, l.NodeLog(node),
-		filepath.Join(l.opts.BinDir, "podrouted"), "--config", cfgPath)
+		append([]string{filepath.Join(l.opts.BinDir, "podrouted")}, l.daemonArgs(node, cfgPath)...)...)
 	if err != nil {
 		return err
 	}
@@ -404,8 +506,16 @@ func AttachLab(opts LabOptions) (*Lab, error) {
 	for _, s := range plan.Switches {
 		l.ns[s] = &Netns{Name: l.nsName(s)}
 	}
+	if st.Kubernetes != nil {
+		l.ns[KubeCPElement] = &Netns{Name: st.Kubernetes.Namespace}
+	}
 	for _, n := range plan.Nodes {
 		l.ns[n.Name] = &Netns{Name: l.nsName(n.Name)}
+		if cidrs, ok := st.PodCIDRs[n.Name]; ok {
+			if err := setPodCIDRs(n, cidrs); err != nil {
+				return nil, err
+			}
+		}
 		for i, p := range n.PodPlans {
 			l.ns[p.Name] = &Netns{Name: l.nsName(p.Name)}
 			if addrs, ok := st.PodAddrs[p.Name]; ok {
@@ -433,6 +543,9 @@ func (l *Lab) Names() []string {
 			out = append(out, p.Name)
 		}
 	}
+	if l.Kubernetes() {
+		out = append(out, KubeCPElement)
+	}
 	return out
 }
 
@@ -442,6 +555,10 @@ func (l *Lab) Env(name string) []string {
 	env := append(os.Environ(), "PATH="+l.opts.BinDir+":"+os.Getenv("PATH"))
 	if l.Node(name) != nil {
 		env = append(env, "PODROUTE_SOCKET="+l.Socket(name))
+	}
+	if k := l.kubeState(); k != nil && name == KubeCPElement {
+		env = append(env, "PATH="+filepath.Dir(k.Kubectl)+":"+l.opts.BinDir+":"+os.Getenv("PATH"),
+			"KUBECONFIG="+k.AdminKubeconfig, "KUBECACHEDIR="+l.kubectlCacheDir())
 	}
 	return env
 }

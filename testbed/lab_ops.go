@@ -35,6 +35,9 @@ import (
 //
 // AddNode does not wait for convergence; WaitConverged covers the new node.
 func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods int) (*NodePlan, error) {
+	if l.Kubernetes() {
+		return nil, fmt.Errorf("add node %s: not supported in Kubernetes mode (the node would need a Node object)", name)
+	}
 	topo, err := cloneTopology(l.Plan.Topology)
 	if err != nil {
 		return nil, err
@@ -86,6 +89,9 @@ func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods in
 	if err := l.addAddrs(name, np.Ifaces); err != nil {
 		return nil, err
 	}
+	if err := l.addDefaultRoutes(name, np.Gateways); err != nil {
+		return nil, err
+	}
 	if err := l.startNode(np); err != nil {
 		return nil, err
 	}
@@ -115,6 +121,9 @@ func keepNodes(plan, running *Plan) {
 // member of its LANs, can go (a node added with AddNode is): removing
 // another would renumber the pod CIDRs and addresses of the ones after it.
 func (l *Lab) RemoveNode(ctx context.Context, name string) error {
+	if l.Kubernetes() {
+		return fmt.Errorf("remove node %s: not supported in Kubernetes mode (its Node object would stay)", name)
+	}
 	topo, err := cloneTopology(l.Plan.Topology)
 	if err != nil {
 		return err

@@ -30,6 +30,12 @@ type LabState struct {
 	Started    time.Time      `json:"started"`
 	// PodAddrs are the addresses podroute-cni gave each pod.
 	PodAddrs map[string][]string `json:"podAddrs,omitempty"`
+	// PodCIDRs are the nodes' pod CIDRs when Kubernetes assigned them
+	// (Kubernetes mode); otherwise the plan's.
+	PodCIDRs map[string][]string `json:"podCIDRs,omitempty"`
+	// Kubernetes is set in Kubernetes mode; its control plane's processes
+	// are in Processes.
+	Kubernetes *KubeLabState `json:"kubernetes,omitempty"`
 }
 
 // ProcessState is a process the lab started; Marker is a string its
@@ -102,8 +108,9 @@ func (st *LabState) Alive() bool {
 }
 
 // TeardownLab removes everything recorded in dir's state, best effort and
-// idempotent: processes (checked to be ours), FRR instances, namespaces
-// (also any left with the run's prefix), and the state dir itself.
+// idempotent: processes (checked to be ours; podrouted first, then a
+// Kubernetes control plane), FRR instances, namespaces (also any left with
+// the run's prefix), and the state dir itself.
 func TeardownLab(dir string) error {
 	st, err := ReadLabState(dir)
 	if err != nil || st == nil {
@@ -114,6 +121,12 @@ func TeardownLab(dir string) error {
 		p := st.Processes[i]
 		if err := stopRecorded(p.PID, p.Marker); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+		}
+	}
+	if k := st.Kubernetes; k != nil && k.Dir != "" {
+		// Components started before a crash could record them.
+		if err := stopStrays(k.Namespace, k.Dir); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, f := range st.FRR {

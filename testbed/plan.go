@@ -60,6 +60,12 @@ type NodePlan struct {
 	PodCIDRs []netip.Prefix
 	Config   *config.Config
 	PodPlans []PodPlan
+	// Gateways are the node's default gateways: the IPv4 (and IPv6)
+	// address of the gateway router of its first LAN that has one. As in
+	// a real fabric, the node reaches everything outside its LAN (a
+	// control plane in another rack) through its ToR; podrouted's routes
+	// to pod CIDRs are more specific and win.
+	Gateways []netip.Addr
 }
 
 // PodPlan is one pod behind a node.
@@ -216,6 +222,11 @@ func NewPlan(t *Topology) (*Plan, error) {
 			}
 			rp := routers[lan.Gateway]
 			rp.Ifaces = append(rp.Ifaces, Iface{Name: br.Name, Addrs: br.Addrs})
+			// The LAN's subnet (and the router's links) reach the rest of
+			// the fabric, so a node can talk to anything on another LAN;
+			// podrouted's import policy rejects these prefixes (they are
+			// not in the pod pools), as it should.
+			rp.Spec.RedistributeConnected = true
 			// Any node of the LAN may peer: a node added later needs no
 			// router change.
 			rp.Spec.PeerGroups = append(rp.Spec.PeerGroups, FRRPeerGroup{Name: lan.Name + "-v4", Range: s4.String(), RemoteAS: "external", Hold: hold})
@@ -241,6 +252,12 @@ func NewPlan(t *Topology) (*Plan, error) {
 			}
 			memberAddr[m] = [2]netip.Addr{a4, a6}
 			addIface(m, ifc)
+			if np := nodes[m]; lan.Gateway != "" && len(np.Gateways) == 0 {
+				np.Gateways = append(np.Gateways, gw4)
+				if t.IPv6 {
+					np.Gateways = append(np.Gateways, gw6)
+				}
+			}
 			p.Wires = append(p.Wires, Wire{A: br.In, AIf: hostIf, B: m, BIf: ifc.Name})
 			br.Ports = append(br.Ports, hostIf)
 			if lan.Gateway != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podroute/podroute/testbed"
+	k8sharness "github.com/podroute/podroute/testbed/k8s"
 )
 
 func main() {
@@ -71,6 +72,7 @@ func (g *globalFlags) options(cmd *cobra.Command) testbed.LabOptions {
 
 func upCmd(g *globalFlags) *cobra.Command {
 	var topology string
+	var kube kubeFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab, wait until it has converged, show sessions and pod-to-pod reachability",
@@ -79,8 +81,20 @@ func upCmd(g *globalFlags) *cobra.Command {
 			if os.Geteuid() != 0 {
 				return errors.New("the lab creates network namespaces: run it as root (sudo)")
 			}
-			if err := testbed.EnsurePackages(out, testbed.LabPackages); err != nil {
+			pkgs := append([]string(nil), testbed.LabPackages...)
+			if kube.enabled {
+				pkgs = append(pkgs, "etcd-server")
+			}
+			if err := testbed.EnsurePackages(out, pkgs); err != nil {
 				return err
+			}
+			if kube.enabled {
+				if err := k8sharness.CheckBinaries(kube.binDir, "", true); err != nil {
+					return err
+				}
+				if _, err := os.Stat(filepath.Join(kube.manifests, "01-crds.yaml")); err != nil {
+					return fmt.Errorf("podroute's manifests not found (%v): pass --manifests DIR (the repository's manifests/)", err)
+				}
 			}
 			for _, bin := range []string{"podrouted", "podroute", "podroute-cni"} {
 				if _, err := os.Stat(filepath.Join(g.binDir, bin)); err != nil {
@@ -91,7 +105,9 @@ func upCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lab, err := testbed.UpLab(cmd.Context(), topo, g.options(cmd))
+			opts := g.options(cmd)
+			opts.Kubernetes = kube.options()
+			lab, err := testbed.UpLab(cmd.Context(), topo, opts)
 			if err != nil {
 				return err
 			}
@@ -99,6 +115,9 @@ func upCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&topology, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
+	cmd.Flags().BoolVar(&kube.enabled, "kubernetes", false, "Kubernetes mode: a control plane (etcd, kube-apiserver, kube-controller-manager) in namespace cp on the first LAN; podrouted learns nodes, pod CIDRs and peers from it")
+	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager and kubectl (`make k8s-tools`)")
+	cmd.Flags().StringVar(&kube.manifests, "manifests", defaultManifestsDir(defaultBinDir()), "podroute's manifests directory (Kubernetes mode applies 00-namespace, 01-crds and 02-rbac from it)")
 	cmd.Flags().BoolVar(&g.keep, "keep-on-failure", false, "leave a lab that did not come up in place for inspection")
 	return cmd
 }
@@ -118,6 +137,10 @@ func joinNames() string {
 // pod pair is unreachable.
 func report(cmd *cobra.Command, lab *testbed.Lab, hints bool) error {
 	out := cmd.OutOrStdout()
+	if lab.Kubernetes() {
+		fmt.Fprintf(out, "\nKubernetes\n")
+		lab.PrintKubernetes(cmd.Context(), out)
+	}
 	fmt.Fprintf(out, "\nBGP sessions\n")
 	lab.PrintSessions(cmd.Context(), out)
 	fmt.Fprintf(out, "\nPod-to-pod reachability (ping)\n")
@@ -131,6 +154,9 @@ func report(cmd *cobra.Command, lab *testbed.Lab, hints bool) error {
 		if len(lab.Plan.Routers) > 0 {
 			r := lab.Plan.Routers[0].Name
 			fmt.Fprintf(out, "  podroute-lab exec %s -- vtysh -N %s -c 'show bgp summary'\n", r, lab.RunID()+"-"+r)
+		}
+		if lab.Kubernetes() {
+			fmt.Fprintf(out, "  podroute-lab exec %s -- kubectl get nodes,bgppeers   # the control plane (admin kubeconfig)\n", testbed.KubeCPElement)
 		}
 		fmt.Fprintf(out, "  podroute-lab status | podroute-lab down\n")
 	}

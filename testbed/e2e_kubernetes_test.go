@@ -1,0 +1,303 @@
+package testbed_test
+
+// The lab in Kubernetes mode (go test ./testbed -run TestE2EKubernetes, as
+// root, with FRR and the control-plane binaries of `make k8s-tools`):
+// leafspine with a real etcd, kube-apiserver and kube-controller-manager
+// in the lab, podrouted on each node driven by the API server under its
+// ServiceAccount's token. An external test package: k8sharness imports
+// testbed, so testbed's own tests cannot import it.
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podroute/podroute/cluster"
+	"github.com/podroute/podroute/testbed"
+	k8sharness "github.com/podroute/podroute/testbed/k8s"
+)
+
+func TestPlanKubernetes(t *testing.T) {
+	plan := func(name string) (*testbed.Plan, *testbed.KubePlan) {
+		p, err := testbed.NewPlan(testbed.BuiltinTopologies()[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := testbed.NewKubePlan(p)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return p, kp
+	}
+	p, kp := plan("leafspine")
+	if got := kp.ControlPlane.Address.String(); got != "10.10.1.100" || kp.ControlPlane.Bridge != "br-rack-1" || kp.ControlPlane.BridgeIn != "tor-1" {
+		t.Errorf("control plane at %s on %s in %s, want 10.10.1.100 on br-rack-1 in tor-1", got, kp.ControlPlane.Bridge, kp.ControlPlane.BridgeIn)
+	}
+	if len(kp.ControlPlane.Gateways) != 1 || kp.ControlPlane.Gateways[0].String() != "10.10.1.1" {
+		t.Errorf("control plane gateways %v, want tor-1's 10.10.1.1", kp.ControlPlane.Gateways)
+	}
+	if s := kp.Configuration.Spec; *s.NodeToNodeMesh || s.ASN != cluster.DefaultClusterASN || len(s.PodPools) != 1 || s.PodPools[0] != "10.244.0.0/16" {
+		t.Errorf("leafspine BGPConfiguration %+v, want mesh off, AS %d, pools [10.244.0.0/16]", s, cluster.DefaultClusterASN)
+	}
+	var peers []string
+	for _, bp := range kp.Peers {
+		peers = append(peers, fmt.Sprintf("%s %s %s %d %v", bp.Name, bp.Spec.NodeSelector, bp.Spec.PeerAddress, bp.Spec.PeerASN, bp.Spec.HoldTime.Duration))
+	}
+	if want := []string{
+		"rack-1-tor-1 topology.podroute.io/rack=rack-1 10.10.1.1 65101 3s",
+		"rack-2-tor-2 topology.podroute.io/rack=rack-2 10.10.2.1 65102 3s",
+	}; strings.Join(peers, "\n") != strings.Join(want, "\n") {
+		t.Errorf("BGPPeers:\n%s\nwant:\n%s", strings.Join(peers, "\n"), strings.Join(want, "\n"))
+	}
+	for i, n := range kp.Nodes {
+		np := p.Nodes[i]
+		if n.Labels[testbed.KubeRackLabel] != np.Rack || n.Annotations[cluster.AnnotationASN] != fmt.Sprint(np.ASN) {
+			t.Errorf("Node %s labels %v annotations %v, want rack %s and AS %d", n.Name, n.Labels, n.Annotations, np.Rack, np.ASN)
+		}
+		if a := n.Status.Addresses[0]; a.Type != corev1.NodeInternalIP || a.Address != np.Addresses()[0].String() {
+			t.Errorf("Node %s first address %+v, want InternalIP %s", n.Name, a, np.Addresses()[0])
+		}
+		// The underlay: every node reaches the control plane through its ToR.
+		if len(np.Gateways) != 1 {
+			t.Errorf("node %s gateways %v, want its ToR", np.Name, np.Gateways)
+		}
+	}
+
+	_, kp = plan("dualstack")
+	if len(kp.Peers) != 4 || kp.Peers[1].Spec.PeerAddress != "fd00:10:1::1" || len(kp.ClusterCIDRs) != 2 || kp.NodeMask6 != 64 {
+		t.Errorf("dualstack: peers %d (second %s), cluster CIDRs %v: want a v4 and a v6 BGPPeer per rack and both pools", len(kp.Peers), kp.Peers[1].Spec.PeerAddress, kp.ClusterCIDRs)
+	}
+	if got := len(kp.Nodes[0].Status.Addresses); got != 3 {
+		t.Errorf("dualstack Node addresses %v, want IPv4, IPv6 InternalIPs and the hostname", kp.Nodes[0].Status.Addresses)
+	}
+
+	_, kp = plan("flat")
+	if s := kp.Configuration.Spec; !*s.NodeToNodeMesh || s.ASN != 64512 || len(kp.Peers) != 0 || len(kp.ControlPlane.Gateways) != 0 {
+		t.Errorf("flat: %+v with %d BGPPeers and gateways %v, want the mesh on in AS 64512, no BGPPeer, no gateway", s, len(kp.Peers), kp.ControlPlane.Gateways)
+	}
+	for _, n := range kp.Nodes {
+		if len(n.Annotations) != 0 {
+			t.Errorf("flat Node %s annotations %v, want none (the cluster's AS)", n.Name, n.Annotations)
+		}
+	}
+}
+
+// TestE2EKubernetes brings leafspine up in Kubernetes mode, as `podroute-lab
+// up --kubernetes` does, and checks reachability, the Nodes' conditions and
+// the teardown.
+func TestE2EKubernetes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces")
+	}
+	for _, bin := range []string{"/usr/lib/frr/bgpd", "/usr/lib/frr/zebra"} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("skipping: needs FRR (apt-get install frr): %v", err)
+		}
+	}
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skipf("skipping: needs ping (apt-get install iputils-ping): %v", err)
+	}
+	if err := k8sharness.CheckBinaries("", "", true); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	binDir := buildPodroute(t)
+	// Not t.TempDir(): FRR (user frr) must traverse the state dir.
+	dir, err := os.MkdirTemp("", "podroute-e2e-k8s-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	var lab *testbed.Lab
+	var run string
+	tornDown := false
+	teardown := func() {
+		if tornDown {
+			return
+		}
+		tornDown = true
+		st, _ := testbed.ReadLabState(dir)
+		if lab != nil {
+			if err := lab.Down(); err != nil {
+				t.Errorf("teardown: %v", err)
+			}
+		}
+		if err := testbed.TeardownLab(dir); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		if run != "" {
+			if left, err := testbed.ListNetns(run + "-"); err != nil || len(left) != 0 {
+				t.Errorf("namespaces left behind: %v %v", left, err)
+			}
+		}
+		if st != nil {
+			for _, p := range st.Processes {
+				if alive(p.PID, p.Marker) {
+					t.Errorf("process left behind: %s (pid %d)", p.Name, p.PID)
+				}
+			}
+		}
+		if left := processesNaming(dir); len(left) > 0 {
+			t.Errorf("processes left behind with %s on their command line: %v", dir, left)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	}
+	t.Cleanup(teardown)
+
+	out := &logWriter{t: t}
+	topo, err := testbed.LoadTopology("leafspine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err = testbed.UpLab(ctx, topo, testbed.LabOptions{
+		StateDir: dir, BinDir: binDir, Out: out, ConvergeTimeout: 90 * time.Second,
+		Kubernetes: &testbed.KubernetesOptions{Start: startControlPlane(k8sharness.DefaultBinDir()), ManifestsDir: manifestsDir(t)},
+	})
+	if err != nil {
+		t.Fatalf("lab did not come up in Kubernetes mode: %v", err)
+	}
+	run = lab.RunID()
+	t.Logf("E2E figure: Kubernetes-mode start-up of leafspine: %s", lab.Startup)
+
+	// Pod CIDRs are nodeipam's, and podrouted announces exactly those.
+	st, err := testbed.ReadLabState(dir)
+	if err != nil || st == nil || st.Kubernetes == nil {
+		t.Fatalf("lab state: %+v %v", st, err)
+	}
+	for _, n := range lab.Plan.Nodes {
+		if got := st.PodCIDRs[n.Name]; len(got) != 1 || got[0] != n.PodCIDRs[0].String() || !netip.MustParsePrefix(topo.PodPool4).Contains(n.PodCIDRs[0].Addr()) {
+			t.Errorf("node %s: pod CIDRs %v in the state, %v in the plan; want one from nodeipam inside %s", n.Name, got, n.PodCIDRs, topo.PodPool4)
+		}
+	}
+
+	m := lab.PingMatrix(ctx)
+	var b strings.Builder
+	m.Print(&b)
+	t.Logf("reachability:\n%s", b.String())
+	if !m.AllOK() {
+		var s strings.Builder
+		lab.PrintSessions(ctx, &s)
+		t.Fatalf("%d pod pairs unreachable; sessions:\n%s", m.Failures(), s.String())
+	}
+
+	conds, err := lab.NodeNetworkConditions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range lab.Plan.Nodes {
+		c, ok := conds[n.Name]
+		if !ok || c.Status != corev1.ConditionFalse || c.Reason != "PodrouteIsUp" {
+			t.Errorf("Node %s NetworkUnavailable %+v, want False with reason PodrouteIsUp", n.Name, c)
+		}
+	}
+
+	start := time.Now()
+	teardown()
+	t.Logf("E2E figure: Kubernetes-mode teardown took %.1fs", time.Since(start).Seconds())
+}
+
+// startControlPlane adapts k8sharness.Start to the lab (as cmd/podroute-lab
+// does).
+func startControlPlane(binDir string) testbed.KubeStartFunc {
+	return func(ctx context.Context, s testbed.KubeControlPlaneSpec) (testbed.KubeControlPlane, error) {
+		cp, err := k8sharness.Start(ctx, k8sharness.Options{
+			Dir: s.Dir, BinDir: binDir, Netns: s.Netns, BindAddress: s.BindAddress, APIServerPort: s.Port,
+			ControllerManager: &k8sharness.ControllerManagerOptions{
+				ClusterCIDRs: s.ClusterCIDRs, NodeCIDRMaskSizeIPv4: s.NodeCIDRMaskSizeIPv4, NodeCIDRMaskSizeIPv6: s.NodeCIDRMaskSizeIPv6,
+			},
+			Logf: s.Logf,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return labControlPlane{cp, binDir}, nil
+	}
+}
+
+var _ testbed.KubeControlPlane = labControlPlane{}
+
+type labControlPlane struct {
+	*k8sharness.ControlPlane
+	binDir string
+}
+
+func (c labControlPlane) LabInfo() testbed.KubeControlPlaneInfo {
+	info := testbed.KubeControlPlaneInfo{
+		URL: c.URL, AdminKubeconfig: c.AdminKubeconfig,
+		Kubectl: filepath.Join(c.binDir, k8sharness.Kubectl),
+		LogDir:  filepath.Dir(c.LogPath(k8sharness.Etcd)),
+	}
+	for _, p := range c.Processes() {
+		info.Processes = append(info.Processes, testbed.ProcessState{Name: p.Name, PID: p.PID, Marker: p.Marker})
+	}
+	return info
+}
+
+func manifestsDir(t *testing.T) string {
+	d, err := filepath.Abs(filepath.Join("..", "manifests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// buildPodroute builds podrouted, podroute and podroute-cni into a
+// temporary directory.
+func buildPodroute(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range []string{"podrouted", "podroute", "podroute-cni"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "github.com/podroute/podroute/cmd/"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return dir
+}
+
+// alive reports whether pid runs with marker on its command line.
+func alive(pid int, marker string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(strings.ReplaceAll(string(data), "\x00", " "), marker)
+}
+
+// processesNaming lists running processes whose command line contains s.
+func processesNaming(s string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		data, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(data), s) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(data), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// logWriter sends the lab's progress lines to the test log.
+type logWriter struct {
+	mu sync.Mutex
+	t  *testing.T
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Logf("lab: %s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
