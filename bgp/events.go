@@ -245,23 +245,24 @@ func (s *Speaker) PeerStatus(ctx context.Context) ([]PeerStatus, error) {
 	return out, nil
 }
 
-// countPaths counts the paths from peer that passed the import policy and
-// the paths sent to it. Only binary forms are asked for, so GoBGP does not
-// render every path for a count.
+// countPaths counts the paths from peer that made it into the RIB (past
+// the import policy and the AS-loop check) and the paths sent to it. Only
+// binary forms are asked for, so GoBGP does not render every path.
 func (s *Speaker) countPaths(ctx context.Context, peer netip.Addr) (accepted, advertised uint64) {
 	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	if peer.Is6() {
 		fam.Afi = api.Family_AFI_IP6
 	}
-	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: peer.String(), Family: fam,
-		EnableFiltered: true, EnableOnlyBinary: true}, func(d *api.Destination) {
-		for _, p := range d.Paths {
-			if !p.Filtered {
-				accepted++
+	want := peer.String()
+	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableOnlyBinary: true},
+		func(d *api.Destination) {
+			for _, p := range d.Paths {
+				if p.NeighborIp == want {
+					accepted++
+				}
 			}
-		}
-	})
-	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: peer.String(), Family: fam,
+		})
+	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: want, Family: fam,
 		EnableOnlyBinary: true}, func(d *api.Destination) {
 		advertised += uint64(len(d.Paths))
 	})
