@@ -6,7 +6,7 @@ GOTESTFLAGS ?=
 # Debian packages the tests and the lab use; installed when missing.
 DEB_PACKAGES := frr iproute2 iputils-ping gobgpd tcpdump procps containernetworking-plugins
 
-.PHONY: all build deps test unit bench lab lab-status lab-down vet clean
+.PHONY: all build deps test unit bench lab lab-kubernetes lab-status lab-down vet clean
 
 # k8s-tools: kube-apiserver, kube-controller-manager and kubectl built
 # once from k8s.io/kubernetes for the Kubernetes-mode tests and lab.
@@ -51,6 +51,12 @@ bench: deps
 TOPOLOGY ?= leafspine
 lab: build
 	$(BIN)/podroute-lab up --topology $(TOPOLOGY)
+
+# lab-kubernetes is the same fabric driven by a real control plane (etcd,
+# kube-apiserver, kube-controller-manager in a namespace of the lab): the
+# first run builds the Kubernetes binaries (about 9 minutes, then cached).
+lab-kubernetes: build k8s-tools
+	$(BIN)/podroute-lab up --kubernetes --topology $(TOPOLOGY)
 
 lab-status:
 	$(BIN)/podroute-lab status
