@@ -32,10 +32,19 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
-# test runs every test: unit tests and the privileged namespace, FRR and
-# end-to-end tests (run as root, as CI does).
+# test runs every test: unit tests and the privileged namespace, FRR,
+# Kubernetes and end-to-end tests (run as root, as CI does). The full
+# verbose output goes to $(TEST_LOG); the terminal gets each test's result
+# and the figures the integration tests measure (restart loss, withdrawal
+# and recovery times, ...), and on failure the end of the log.
+TEST_LOG ?= test-output.log
 test: deps k8s-tools vet
-	$(GO) test -count=1 -timeout 45m $(GOTESTFLAGS) ./...
+	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./...   (full output: $(TEST_LOG))"
+	@$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./... > $(TEST_LOG) 2>&1; status=$$?; \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|e2e|e2e_kubernetes|kubernetes|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
+		| grep -v -e 'log (tail)' -e 'log (last' ; \
+	if [ $$status -ne 0 ]; then echo "=== tests failed; the end of $(TEST_LOG):"; tail -n 300 $(TEST_LOG); fi; \
+	exit $$status
 
 # unit runs only what needs neither root nor FRR.
 unit:
