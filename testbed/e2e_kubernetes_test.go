@@ -166,7 +166,7 @@ func TestE2EKubernetes(t *testing.T) {
 	}
 	lab, err = testbed.UpLab(ctx, topo, testbed.LabOptions{
 		StateDir: dir, BinDir: binDir, Out: out, ConvergeTimeout: 90 * time.Second,
-		Kubernetes: &testbed.KubernetesOptions{Start: startControlPlane(k8sharness.DefaultBinDir()), ManifestsDir: manifestsDir(t)},
+		Kubernetes: &testbed.KubernetesOptions{Start: k8sharness.LabStarter(k8sharness.DefaultBinDir()), ManifestsDir: manifestsDir(t)},
 	})
 	if err != nil {
 		t.Fatalf("lab did not come up in Kubernetes mode: %v", err)
@@ -209,43 +209,6 @@ func TestE2EKubernetes(t *testing.T) {
 	start := time.Now()
 	teardown()
 	t.Logf("E2E figure: Kubernetes-mode teardown took %.1fs", time.Since(start).Seconds())
-}
-
-// startControlPlane adapts k8sharness.Start to the lab (as cmd/podroute-lab
-// does).
-func startControlPlane(binDir string) testbed.KubeStartFunc {
-	return func(ctx context.Context, s testbed.KubeControlPlaneSpec) (testbed.KubeControlPlane, error) {
-		cp, err := k8sharness.Start(ctx, k8sharness.Options{
-			Dir: s.Dir, BinDir: binDir, Netns: s.Netns, BindAddress: s.BindAddress, APIServerPort: s.Port,
-			ControllerManager: &k8sharness.ControllerManagerOptions{
-				ClusterCIDRs: s.ClusterCIDRs, NodeCIDRMaskSizeIPv4: s.NodeCIDRMaskSizeIPv4, NodeCIDRMaskSizeIPv6: s.NodeCIDRMaskSizeIPv6,
-			},
-			Logf: s.Logf,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return labControlPlane{cp, binDir}, nil
-	}
-}
-
-var _ testbed.KubeControlPlane = labControlPlane{}
-
-type labControlPlane struct {
-	*k8sharness.ControlPlane
-	binDir string
-}
-
-func (c labControlPlane) LabInfo() testbed.KubeControlPlaneInfo {
-	info := testbed.KubeControlPlaneInfo{
-		URL: c.URL, AdminKubeconfig: c.AdminKubeconfig,
-		Kubectl: filepath.Join(c.binDir, k8sharness.Kubectl),
-		LogDir:  filepath.Dir(c.LogPath(k8sharness.Etcd)),
-	}
-	for _, p := range c.Processes() {
-		info.Processes = append(info.Processes, testbed.ProcessState{Name: p.Name, PID: p.PID, Marker: p.Marker})
-	}
-	return info
 }
 
 func manifestsDir(t *testing.T) string {

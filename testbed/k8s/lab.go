@@ -1,0 +1,49 @@
+package k8sharness
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/podroute/podroute/testbed"
+)
+
+// LabStarter adapts Start to the namespace lab's Kubernetes mode
+// (testbed.KubernetesOptions.Start). It lives here because testbed cannot
+// import this package, which imports testbed; cmd/podroute-lab and the
+// lab's tests share it.
+func LabStarter(binDir string) testbed.KubeStartFunc {
+	return func(ctx context.Context, s testbed.KubeControlPlaneSpec) (testbed.KubeControlPlane, error) {
+		cp, err := Start(ctx, Options{
+			Dir: s.Dir, BinDir: binDir, Netns: s.Netns, BindAddress: s.BindAddress, APIServerPort: s.Port,
+			ControllerManager: &ControllerManagerOptions{
+				ClusterCIDRs: s.ClusterCIDRs, NodeCIDRMaskSizeIPv4: s.NodeCIDRMaskSizeIPv4, NodeCIDRMaskSizeIPv6: s.NodeCIDRMaskSizeIPv6,
+			},
+			Logf: s.Logf,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return labControlPlane{cp, binDir}, nil
+	}
+}
+
+var _ testbed.KubeControlPlane = labControlPlane{}
+
+// labControlPlane adds what the lab records (URL, kubeconfig, PIDs for
+// teardown after a crash) to the control plane.
+type labControlPlane struct {
+	*ControlPlane
+	binDir string
+}
+
+func (c labControlPlane) LabInfo() testbed.KubeControlPlaneInfo {
+	info := testbed.KubeControlPlaneInfo{
+		URL: c.URL, AdminKubeconfig: c.AdminKubeconfig,
+		Kubectl: filepath.Join(c.binDir, Kubectl),
+		LogDir:  filepath.Dir(c.LogPath(Etcd)),
+	}
+	for _, p := range c.Processes() {
+		info.Processes = append(info.Processes, testbed.ProcessState{Name: p.Name, PID: p.PID, Marker: p.Marker})
+	}
+	return info
+}
