@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +20,14 @@ import (
 var version = "dev"
 
 func main() {
+	// A full table load allocates several times what stays live (GoBGP's
+	// API conversions); the default GOGC=100 lets the heap double before
+	// collecting. 50 cut the peak RSS of a 100k-route load from about 290
+	// to 215 MiB at the same speed (testbed BenchmarkBGPToKernel). An
+	// explicit GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
