@@ -210,7 +210,9 @@ func stateName(st api.PeerState_SessionState) string {
 // PeerStatus lists every configured peer with its live state and counters.
 func (s *Speaker) PeerStatus(ctx context.Context) ([]PeerStatus, error) {
 	counters := map[string]*api.Peer{}
-	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+	// No EnableAdvertised: GoBGP would walk every Adj-RIB-Out for a count
+	// we take ourselves (advertisedTo, without End-of-RIB).
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		if p.Conf != nil {
 			counters[p.Conf.NeighborAddress] = p
 		}
@@ -218,6 +220,7 @@ func (s *Speaker) PeerStatus(ctx context.Context) ([]PeerStatus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list BGP peers: %w", err)
 	}
+	accepted := s.ribCounts(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]PeerStatus, 0, len(s.peers))
@@ -238,35 +241,42 @@ func (s *Speaker) PeerStatus(ctx context.Context) ([]PeerStatus, error) {
 		}
 		// GoBGP's own accepted count ignores the import policy and its
 		// advertised count includes End-of-RIB, so count the tables.
-		st.Accepted, st.Advertised = s.countPaths(ctx, addr)
+		st.Accepted, st.Advertised = accepted[addr.String()], s.advertisedTo(ctx, addr)
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Address.Compare(b.Peer.Address) })
 	return out, nil
 }
 
-// countPaths counts the paths from peer that made it into the RIB (past
-// the import policy and the AS-loop check) and the paths sent to it. Only
-// binary forms are asked for, so GoBGP does not render every path.
-func (s *Speaker) countPaths(ctx context.Context, peer netip.Addr) (accepted, advertised uint64) {
+// ribCounts counts, per neighbor address, the paths that made it into the RIB
+// (past the import policy and the AS-loop check), one walk per family for
+// all peers together.
+func (s *Speaker) ribCounts(ctx context.Context) map[string]uint64 {
+	counts := map[string]uint64{}
+	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+		fam := &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}
+		_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableOnlyBinary: true},
+			func(d *api.Destination) {
+				for _, p := range d.Paths {
+					counts[p.NeighborIp]++
+				}
+			})
+	}
+	return counts
+}
+
+// advertisedTo counts the paths sent to peer. Only binary forms are asked
+// for, so GoBGP does not render every path for a count.
+func (s *Speaker) advertisedTo(ctx context.Context, peer netip.Addr) (n uint64) {
 	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	if peer.Is6() {
 		fam.Afi = api.Family_AFI_IP6
 	}
-	want := peer.String()
-	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableOnlyBinary: true},
-		func(d *api.Destination) {
-			for _, p := range d.Paths {
-				if p.NeighborIp == want {
-					accepted++
-				}
-			}
-		})
-	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: want, Family: fam,
+	_ = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: peer.String(), Family: fam,
 		EnableOnlyBinary: true}, func(d *api.Destination) {
-		advertised += uint64(len(d.Paths))
+		n += uint64(len(d.Paths))
 	})
-	return accepted, advertised
+	return n
 }
 
 // Originated lists the prefixes this node advertises.

@@ -1028,8 +1028,9 @@ func TestKernelRemovesOwnRoutesOfOtherTypes(t *testing.T) {
 
 // TestKernelStaleViewResolvedInBulk: when the reconciler's idea of the
 // kernel is stale, desired routes that are in fact already there meet
-// EEXIST on their exclusive create, and applyLocked resolves each one with
-// lookupOwn, which dumps the whole table: O(routes x table). The realistic
+// EEXIST on their exclusive create. Resolving each with its own table
+// dump (as an earlier version did) costs O(routes x table); applyLocked
+// must resolve them all with one dump (resolveExisting). The realistic
 // way to get there is a Resync whose dump (taken without the lock) is
 // overtaken by a bulk Update; in a trial with Resync looping beside
 // Update/delete of 5,000 routes, single Resync calls took 13 to 22 s while

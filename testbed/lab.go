@@ -409,49 +409,6 @@ func (l *Lab) StopDaemon(node string, sig syscall.Signal) error {
 	return fmt.Errorf("no podrouted on %s", node)
 }
 
-// addPod creates pod's namespace and plugs it into node n: a /32 (and
-// /128) on the pod's eth0 behind a veth, default routes through
-// link-local gateways that the node owns on its side.
-func (l *Lab) addPod(n *NodePlan, pod PodPlan) error {
-	podNS, err := l.createNS(pod.Name)
-	if err != nil {
-		return err
-	}
-	node := l.ns[n.Name]
-	if err := Veth(node, pod.HostIf, podNS, "eth0", 1500); err != nil {
-		return err
-	}
-	steps := [][]string{}
-	for _, a := range pod.Addrs {
-		bits := 32
-		if a.Is6() {
-			bits = 128
-		}
-		steps = append(steps,
-			[]string{"pod", "addr", "add", netip.PrefixFrom(a, bits).String(), "dev", "eth0"},
-			[]string{"node", "route", "add", netip.PrefixFrom(a, bits).String(), "dev", pod.HostIf})
-	}
-	steps = append(steps,
-		[]string{"node", "addr", "add", "169.254.1.1/32", "dev", pod.HostIf},
-		[]string{"pod", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"},
-		[]string{"pod", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"})
-	if l.Plan.Topology.IPv6 {
-		steps = append(steps,
-			[]string{"node", "addr", "add", "fe80::1/64", "dev", pod.HostIf},
-			[]string{"pod", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"})
-	}
-	for _, s := range steps {
-		where := podNS
-		if s[0] == "node" {
-			where = node
-		}
-		if out, err := where.IP(s[1:]...); err != nil {
-			return fmt.Errorf("pod %s: ip %v: %w: %s", pod.Name, s[1:], err, out)
-		}
-	}
-	return nil
-}
-
 // NS returns the namespace of a router, node, switch or pod.
 func (l *Lab) NS(name string) *Netns {
 	if ns := l.ns[name]; ns != nil {
