@@ -4,7 +4,7 @@ GO          ?= go
 BIN         := bin
 GOTESTFLAGS ?=
 # Debian packages the tests and the lab use; installed when missing.
-DEB_PACKAGES := frr iproute2 iputils-ping gobgpd tcpdump procps containernetworking-plugins
+DEB_PACKAGES := frr iproute2 iputils-ping tcpdump procps containernetworking-plugins
 
 .PHONY: all build deps test unit bench lab lab-kubernetes lab-status lab-down vet clean
 
@@ -14,8 +14,11 @@ include k8s.mk
 
 all: build
 
+# build also builds the gobgp CLI at the GoBGP version podrouted embeds
+# (a `tool` of go.mod): Debian's gobgp 3.x cannot talk to a v4 server
+# ("unknown service apipb.GobgpApi").
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... github.com/osrg/gobgp/v4/cmd/gobgp
 
 # deps installs the Debian packages the tests need, only those missing.
 deps:

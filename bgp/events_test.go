@@ -5,20 +5,20 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
-// GoBGP calls the max-prefix hook (through its logger) from its server
-// goroutine the moment the UPDATE that crosses the limit is handled, but
-// delivers session state changes to the watcher asynchronously. A peer
-// that sends its whole table right after OPEN therefore produces: hook,
-// then "Established", then "Idle". The reason for the teardown must
-// survive that order (it was seen under -race with real speakers).
-func TestMaxPrefixInfoSurvivesLateEstablishedEvent(t *testing.T) {
-	s, err := New(Config{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"),
+// eventSpeaker is a speaker that is never started: the tests below feed
+// its event handlers directly, as GoBGP's watch goroutine would.
+func eventSpeaker(t *testing.T, hold time.Duration) (*Speaker, netip.Addr) {
+	t.Helper()
+	s, err := New(Config{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"), MaxPrefixHold: hold,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -26,51 +26,255 @@ func TestMaxPrefixInfoSurvivesLateEstablishedEvent(t *testing.T) {
 	peer := netip.MustParseAddr("192.0.2.2")
 	s.peers[peer] = Peer{Address: peer, ASN: 65002, MaxPrefixes: 5}
 	s.peerState[peer] = &peerLive{state: "OpenConfirm", since: time.Now()}
-
-	event := func(st api.PeerState_SessionState) {
-		s.onPeerEvent(&api.WatchEventResponse_PeerEvent{
-			Type: api.WatchEventResponse_PeerEvent_STATE,
-			Peer: &api.Peer{State: &api.PeerState{NeighborAddress: peer.String(), SessionState: st}},
-		})
-	}
-	s.onMaxPrefix(peer.String())
-	event(api.PeerState_ESTABLISHED)
-	event(api.PeerState_IDLE)
-
-	// The hook may record asynchronously (it runs on GoBGP's server
-	// goroutine and must not block it), so allow it a moment.
-	var info string
-	for deadline := time.Now().Add(2 * time.Second); ; {
-		s.mu.Lock()
-		info = s.peerState[peer].info
-		s.mu.Unlock()
-		if strings.Contains(info, "max-prefix") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !strings.Contains(info, "max-prefix") {
-		t.Errorf("after hook, Established, Idle: Info = %q, want the max-prefix teardown", info)
-	}
-
-	// A later session that comes up after the teardown was seen is a
-	// fresh start: clearing the old reason then is fine either way, so
-	// it is not asserted here.
+	t.Cleanup(func() { s.Stop(true) })
+	return s, peer
 }
 
-// The adapter must call the hook for the teardown message only, not for
-// the warning at the threshold percentage, and must pass the peer key.
-func TestSlogAdapterMaxPrefixHook(t *testing.T) {
-	var got []string
-	a := &slogAdapter{log: slog.New(slog.NewTextHandler(io.Discard, nil)), onMaxPrefix: func(k string) { got = append(got, k) }}
-	a.Warn("prefix limit reached", map[string]any{"Key": "192.0.2.2", "Family": "ipv4-unicast", "Pct": 80})
-	if len(got) != 0 {
-		t.Errorf("threshold warning triggered the teardown hook: %v", got)
+func stateEvent(peer netip.Addr, st gobgp.FSMState, admin api.PeerState_AdminState) *apiutil.WatchEventMessage_PeerEvent {
+	return &apiutil.WatchEventMessage_PeerEvent{
+		Type: apiutil.PEER_EVENT_STATE,
+		Peer: apiutil.Peer{State: apiutil.PeerState{NeighborAddress: peer, SessionState: st, AdminState: admin}},
 	}
-	a.Warn("prefix limit reached", map[string]any{"Key": "192.0.2.2", "Family": "ipv4-unicast"})
-	a.Info("prefix limit reached", map[string]any{"Key": "192.0.2.3"})
-	a.Warn("something else", map[string]any{"Key": "192.0.2.4"})
-	if len(got) != 1 || got[0] != "192.0.2.2" {
-		t.Errorf("hook calls = %v, want exactly [192.0.2.2]", got)
+}
+
+// A max-prefix teardown is the session leaving Established with GoBGP's
+// "prefix count" admin state. It is reported in Info, and one teardown
+// starts exactly one hold-off, measured from that teardown: a second
+// teardown replaces the first timer rather than leaving it to re-enable
+// the peer early (seen with GoBGP v3, where a timer per log line let a
+// flooding peer back after 10 s instead of 30 s).
+func TestMaxPrefixTeardownOneHoldOffPerTeardown(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	s, peer := eventSpeaker(t, hold)
+	var mu sync.Mutex
+	var enabled []time.Time
+	held := 0
+	s.setHeld = func(p Peer, hold bool) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Address != peer {
+			t.Errorf("held/released %s, want %s", p.Address, peer)
+		}
+		if hold {
+			held++
+		} else {
+			enabled = append(enabled, time.Now())
+		}
+		return nil
+	}
+	up := api.PeerState_ADMIN_STATE_UP
+	pfx := api.PeerState_ADMIN_STATE_PFX_CT
+
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_ESTABLISHED, up), time.Now())
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_IDLE, pfx), time.Now())
+	s.mu.Lock()
+	info := s.peerState[peer].info
+	s.mu.Unlock()
+	if !strings.Contains(info, "max-prefix limit 5") {
+		t.Errorf("Info after the teardown = %q, want it to name the max-prefix limit 5", info)
+	}
+
+	// A second flood and teardown half-way through the first hold-off.
+	time.Sleep(hold / 2)
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_ESTABLISHED, up), time.Now())
+	second := time.Now()
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_IDLE, pfx), second)
+	// Idle again while held (GoBGP stays Idle): no new hold-off.
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_IDLE, pfx), time.Now())
+
+	time.Sleep(hold * 3)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(enabled) != 1 {
+		t.Fatalf("peer re-enabled %d times, want once (one hold-off per teardown, the latest)", len(enabled))
+	}
+	if d := enabled[0].Sub(second); d < hold {
+		t.Errorf("peer re-enabled %v after the second teardown, want at least the hold-off %v", d, hold)
+	}
+	if held != 2 {
+		t.Errorf("peer re-created held down %d times, want once per teardown (2)", held)
+	}
+}
+
+// An ordinary session loss is not a max-prefix teardown.
+func TestSessionLossStartsNoHoldOff(t *testing.T) {
+	s, peer := eventSpeaker(t, 50*time.Millisecond)
+	called := make(chan struct{}, 2)
+	s.setHeld = func(Peer, bool) error { called <- struct{}{}; return nil }
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_ESTABLISHED, api.PeerState_ADMIN_STATE_UP), time.Now())
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_IDLE, api.PeerState_ADMIN_STATE_UP), time.Now())
+	select {
+	case <-called:
+		t.Error("an ordinary session loss held the peer down or released it")
+	case <-time.After(300 * time.Millisecond):
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if strings.Contains(s.peerState[peer].info, "max-prefix") {
+		t.Errorf("Info = %q after an ordinary session loss", s.peerState[peer].info)
+	}
+}
+
+func TestLimitNear(t *testing.T) {
+	for _, tc := range []struct {
+		limit uint32
+		near  uint64
+	}{
+		{1, 0}, {100, 0}, {limitMargin, 0},
+		// Past the margin, GoBGP's check comes on limitMargin below the
+		// limit, but never later than limitNearPct of it.
+		{10000, 10000 - limitMargin},
+		{50000, 40000},
+		{100000, 80000},
+		{1000000, 800000},
+	} {
+		if got := limitNear(tc.limit); got != tc.near {
+			t.Errorf("limitNear(%d) = %d, want %d", tc.limit, got, tc.near)
+		}
+	}
+	for _, tc := range []struct {
+		limit uint32
+		count uint64
+		on    bool
+		want  bool
+	}{
+		{0, 1 << 40, false, false}, // no limit, never on
+		{0, 0, true, false},        // limit removed: off
+		{100, 0, false, true},      // small limit: on from the start
+		{100000, 79999, false, false},
+		{100000, 80000, false, true},
+		{100000, 70000, true, true},  // hysteresis: stays on...
+		{100000, 59999, true, false}, // ...until well below
+	} {
+		if got := wantGoBGPLimit(tc.limit, tc.count, tc.on); got != tc.want {
+			t.Errorf("wantGoBGPLimit(limit %d, count %d, on %v) = %v, want %v", tc.limit, tc.count, tc.on, got, tc.want)
+		}
+	}
+}
+
+func unicast(t *testing.T, peer, nextHop string, prefix string, withdraw bool) *apiutil.Path {
+	t.Helper()
+	p, err := originPath(netip.MustParsePrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh := netip.MustParseAddr(nextHop)
+	if nh.Is4() {
+		a, _ := gobgp.NewPathAttributeNextHop(nh)
+		p.Attrs = []gobgp.PathAttributeInterface{a}
+	} else {
+		a, _ := gobgp.NewPathAttributeMpReachNLRI(gobgp.RF_IPv6_UC, []gobgp.PathNLRI{{NLRI: p.Nlri}}, nh)
+		p.Attrs = []gobgp.PathAttributeInterface{a}
+	}
+	p.PeerAddress = netip.MustParseAddr(peer)
+	p.Withdrawal = withdraw
+	return p
+}
+
+// GoBGP's multipath events carry only changes to a prefix's set; the view
+// must turn them into the whole set, and coalesce: one update per prefix
+// with the latest next hops, however many events came in between.
+func TestRIBViewMultipathDeltasAndCoalescing(t *testing.T) {
+	v := newRIBView(slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	p := netip.MustParsePrefix("10.244.5.0/24")
+	q := netip.MustParsePrefix("fd00:244:0:5::/64")
+	v.apply([]*apiutil.Path{
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.5.0/24", false),
+		unicast(t, "192.0.2.2", "192.0.2.2", "10.244.5.0/24", false),
+		unicast(t, "2001:db8::1", "2001:db8::1", "fd00:244:0:5::/64", false),
+	})
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.5.0/24", true)})
+	// A path's attributes change: same peer, new next hop.
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.2", "192.0.2.9", "10.244.5.0/24", false)})
+
+	if in, sole, learned, own := v.counts(netip.MustParseAddr("192.0.2.2")); in != 1 || sole != 1 || learned != 1 || own != 0 {
+		t.Errorf("counts for 192.0.2.2 = %d %d %d %d, want in use 1, sole 1, learned v4 1, own 0", in, sole, learned, own)
+	}
+	if in, _, _, _ := v.counts(netip.MustParseAddr("192.0.2.1")); in != 0 {
+		t.Errorf("192.0.2.1 withdrew its only path but is counted in use for %d", in)
+	}
+
+	ctx := t.Context()
+	go v.forward(ctx)
+	v.signal()
+	got := map[netip.Prefix][]netip.Addr{}
+	deadline := time.After(5 * time.Second)
+	for len(got) < 2 {
+		select {
+		case b := <-v.updates:
+			for _, u := range b {
+				if _, dup := got[u.Prefix]; dup {
+					t.Errorf("prefix %s delivered twice", u.Prefix)
+				}
+				got[u.Prefix] = u.NextHops
+			}
+		case <-deadline:
+			t.Fatalf("updates so far %v", got)
+		}
+	}
+	if nh := got[p]; len(nh) != 1 || nh[0] != netip.MustParseAddr("192.0.2.9") {
+		t.Errorf("%s via %v, want only 192.0.2.9", p, nh)
+	}
+	if nh := got[q]; len(nh) != 1 || nh[0] != netip.MustParseAddr("2001:db8::1") {
+		t.Errorf("%s via %v, want 2001:db8::1", q, nh)
+	}
+
+	// The last path goes: one update with no next hops.
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.2", "192.0.2.9", "10.244.5.0/24", true)})
+	select {
+	case b := <-v.updates:
+		if len(b) != 1 || b[0].Prefix != p || len(b[0].NextHops) != 0 {
+			t.Errorf("after the last withdrawal got %v, want %s with no next hops", b, p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no update after the last withdrawal")
+	}
+}
+
+// Without multipath each event carries the new best path alone; it
+// replaces whatever the prefix had.
+func TestRIBViewSingleBestReplaces(t *testing.T) {
+	v := newRIBView(slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.5.0/24", false)})
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.2", "192.0.2.2", "10.244.5.0/24", false)})
+	set := v.paths[netip.MustParsePrefix("10.244.5.0/24")]
+	if len(set) != 1 || set[0].peer != netip.MustParseAddr("192.0.2.2") {
+		t.Errorf("set = %v, want only the new best from 192.0.2.2", set)
+	}
+	if in, _, learned, _ := v.counts(netip.MustParseAddr("192.0.2.1")); in != 0 || learned != 1 {
+		t.Errorf("old best still counted: in use %d, learned %d", in, learned)
+	}
+}
+
+// The Adj-RIB-In mirror counts distinct prefixes per peer: a
+// re-announcement is not a new prefix, a withdrawal of something never
+// sent changes nothing, and forget drops the session's count.
+func TestAdjInCounter(t *testing.T) {
+	c := newAdjInCounter()
+	peer := netip.MustParseAddr("192.0.2.1")
+	c.onUpdate([]*apiutil.Path{
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", false),
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.2.0/24", false),
+		unicast(t, "192.0.2.1", "192.0.2.7", "10.244.2.0/24", false),
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.3.0/24", true),
+		unicast(t, "192.0.2.2", "192.0.2.2", "10.244.9.0/24", false),
+	}, time.Now())
+	if n := c.count(peer); n != 2 {
+		t.Errorf("count = %d, want 2", n)
+	}
+	c.onUpdate([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", true)}, time.Now())
+	if n := c.count(peer); n != 1 {
+		t.Errorf("count after a withdrawal = %d, want 1", n)
+	}
+	c.setFloor(peer, 40)
+	if n := c.count(peer); n != 40 {
+		t.Errorf("count with GoBGP's recount 40 = %d, want 40 (paths GoBGP holds but never reported)", n)
+	}
+	c.forget(peer)
+	if n := c.count(peer); n != 0 {
+		t.Errorf("count after forget = %d, want 0", n)
+	}
+	if n := c.count(netip.MustParseAddr("192.0.2.2")); n != 1 {
+		t.Errorf("other peer's count = %d, want 1", n)
 	}
 }

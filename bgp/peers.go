@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
+	api "github.com/osrg/gobgp/v4/api"
 )
 
 // peerPlan is what SetPeers must do to go from the applied peer set to the
@@ -52,14 +52,30 @@ func needsNewSession(a, b Peer) bool {
 		a.RouteReflectorClient != b.RouteReflectorClient || a.RouteReflectorClusterID != b.RouteReflectorClusterID
 }
 
-// idleHoldAfterReset is how long a peer torn down for exceeding its
+// defaultMaxPrefixHold is how long a peer torn down for exceeding its
 // max-prefix limit stays down before we let it try again (see
-// Speaker.onMaxPrefix), so it cannot flood the node in a tight loop.
-const idleHoldAfterReset = 30 * time.Second
+// Speaker.holdOffLocked), so it cannot flood the node in a tight loop.
+const defaultMaxPrefixHold = 30 * time.Second
 
-// toAPIPeer renders p as GoBGP's neighbor configuration. restartTime and
-// restarting come from the speaker's global config.
-func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
+// limitShutdownPct is the share of a peer's limit at which GoBGP logs its
+// warning, once the limit is enforced by GoBGP (see limits.go).
+const limitShutdownPct = 80
+
+// peerOptions is what toAPIPeer needs beyond the peer's own config.
+type peerOptions struct {
+	// restartTime and restarting come from the speaker's global config.
+	restartTime time.Duration
+	restarting  bool
+	// gobgpLimit switches on GoBGP's own prefix limit, which is exact but
+	// walks the peer's whole Adj-RIB-In on every UPDATE; podroute turns
+	// it on only near the limit (limits.go).
+	gobgpLimit bool
+	// adminDown keeps the peer down (a max-prefix hold-off).
+	adminDown bool
+}
+
+// toAPIPeer renders p as GoBGP's neighbor configuration.
+func toAPIPeer(p Peer, o peerOptions) *api.Peer {
 	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	if p.Address.Is6() {
 		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
@@ -67,14 +83,15 @@ func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
 	afi := &api.AfiSafi{
 		Config: &api.AfiSafiConfig{Family: fam, Enabled: true},
 	}
-	if p.MaxPrefixes > 0 {
-		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes, ShutdownThresholdPct: 80}
+	if p.MaxPrefixes > 0 && o.gobgpLimit {
+		afi.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes, ShutdownThresholdPct: limitShutdownPct}
 	}
 	out := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
 			PeerAsn:         p.ASN,
 			AuthPassword:    p.Password,
+			AdminDown:       o.adminDown,
 			// No Description: GoBGP re-creates the session for any change
 			// of the neighbor config, and a label is not worth a reset.
 			// PeerStatus reports it from our own copy.
@@ -83,9 +100,9 @@ func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
 			HoldTime:          seconds(p.HoldTime),
 			KeepaliveInterval: seconds(p.KeepaliveInterval),
 			ConnectRetry:      seconds(p.ConnectRetry),
-			// After a reset of ours (transit turned off) the session
-			// should come back at once; GoBGP's default waits 30 s. A
-			// max-prefix teardown is held off separately (onMaxPrefix).
+			// After a reset of ours the session should come back at once;
+			// GoBGP's default waits 30 s. A max-prefix teardown is held
+			// off separately (onPeerEvent).
 			IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{
@@ -104,14 +121,14 @@ func toAPIPeer(p Peer, restartTime time.Duration, restarting bool) *api.Peer {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.MultihopTTL)}
 	}
 	if p.GracefulRestart {
-		rt := seconds(restartTime)
+		rt := seconds(o.restartTime)
 		out.GracefulRestart = &api.GracefulRestart{
 			Enabled:     true,
 			RestartTime: uint32(rt),
 			// Bound how long a restarting speaker waits for every peer's
 			// End-of-RIB before it sends its own routes anyway.
 			DeferralTime:    uint32(rt),
-			LocalRestarting: restarting,
+			LocalRestarting: o.restarting,
 		}
 		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 	}

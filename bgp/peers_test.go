@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
+	api "github.com/osrg/gobgp/v4/api"
 )
 
 // basePeer is a fully populated peer, so that every field a case changes
@@ -189,7 +189,7 @@ func TestToAPIPeerFamilies(t *testing.T) {
 		t.Run(tc.addr, func(t *testing.T) {
 			p := basePeer(tc.addr)
 			p.LocalAddress = netip.Addr{}
-			out := toAPIPeer(p, 0, false)
+			out := toAPIPeer(p, peerOptions{restartTime: 0, restarting: false, gobgpLimit: true})
 			if len(out.AfiSafis) != 1 {
 				t.Fatalf("AfiSafis = %v, want exactly one family", out.AfiSafis)
 			}
@@ -210,7 +210,7 @@ func TestToAPIPeerFamilies(t *testing.T) {
 
 func TestToAPIPeerFields(t *testing.T) {
 	p := basePeer("192.0.2.10")
-	out := toAPIPeer(p, 120*time.Second, false)
+	out := toAPIPeer(p, peerOptions{restartTime: 120 * time.Second, restarting: false, gobgpLimit: true})
 
 	// Description is deliberately not checked: whether GoBGP gets it at
 	// all is open (see TestDescriptionChangeKeepsSession).
@@ -248,15 +248,24 @@ func TestToAPIPeerFields(t *testing.T) {
 	}
 
 	// LocalRestarting is what makes GoBGP set the R and F bits in OPEN.
-	if gr := toAPIPeer(p, 120*time.Second, true).GracefulRestart; gr == nil || !gr.LocalRestarting {
+	if gr := toAPIPeer(p, peerOptions{restartTime: 120 * time.Second, restarting: true, gobgpLimit: true}).GracefulRestart; gr == nil || !gr.LocalRestarting {
 		t.Errorf("restarting=true: GracefulRestart = %v, want LocalRestarting", gr)
+	}
+
+	// GoBGP's own prefix check is off unless asked for (limits.go), and
+	// a held peer is administratively down.
+	if pl := toAPIPeer(p, peerOptions{}).AfiSafis[0].PrefixLimits; pl != nil {
+		t.Errorf("gobgpLimit false: PrefixLimits = %v, want none", pl)
+	}
+	if !toAPIPeer(p, peerOptions{adminDown: true}).Conf.AdminDown || out.Conf.AdminDown {
+		t.Error("AdminDown must follow peerOptions.adminDown")
 	}
 
 	// The zero values turn the features off rather than configuring
 	// "limit 0" or "TTL 0".
 	p.MaxPrefixes, p.MultihopTTL, p.GracefulRestart = 0, 0, false
 	p.Passive = true
-	out = toAPIPeer(p, 120*time.Second, true)
+	out = toAPIPeer(p, peerOptions{restartTime: 120 * time.Second, restarting: true, gobgpLimit: true})
 	if out.AfiSafis[0].PrefixLimits != nil {
 		t.Errorf("MaxPrefixes 0: PrefixLimits = %v, want none", out.AfiSafis[0].PrefixLimits)
 	}
@@ -273,11 +282,11 @@ func TestToAPIPeerFields(t *testing.T) {
 
 func TestToAPIPeerRouteReflector(t *testing.T) {
 	p := basePeer("192.0.2.10")
-	if rr := toAPIPeer(p, 0, false).RouteReflector; rr != nil && rr.RouteReflectorClient {
+	if rr := toAPIPeer(p, peerOptions{restartTime: 0, restarting: false, gobgpLimit: true}).RouteReflector; rr != nil && rr.RouteReflectorClient {
 		t.Errorf("plain peer rendered as route reflector client: %v", rr)
 	}
 	p.RouteReflectorClient, p.RouteReflectorClusterID = true, "10.0.0.1"
-	rr := toAPIPeer(p, 0, false).RouteReflector
+	rr := toAPIPeer(p, peerOptions{restartTime: 0, restarting: false, gobgpLimit: true}).RouteReflector
 	if rr == nil || !rr.RouteReflectorClient || rr.RouteReflectorClusterId != "10.0.0.1" {
 		t.Errorf("RouteReflector = %v, want client with cluster ID 10.0.0.1", rr)
 	}

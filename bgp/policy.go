@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"slices"
 
-	api "github.com/osrg/gobgp/v3/api"
+	api "github.com/osrg/gobgp/v4/api"
 )
 
 // Policy names are stable so that SetPolicies can swap their contents
@@ -48,7 +48,7 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 	imp := []*api.Statement{{
 		Name:       "accept-local",
 		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
-		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 	}}
 	var exp []*api.Statement
 
@@ -57,14 +57,14 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 			return false
 		}
 		req.DefinedSets = append(req.DefinedSets, &api.DefinedSet{
-			DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: entries,
+			DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name, Prefixes: entries,
 		})
 		return true
 	}
 	stmt := func(name, set string, action api.RouteAction) *api.Statement {
 		return &api.Statement{
 			Name:       name,
-			Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: set}},
+			Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: set}},
 			Actions:    &api.Actions{RouteAction: action},
 		}
 	}
@@ -77,7 +77,7 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 			name := "podroute-default-" + f.name
 			def := netip.PrefixFrom(unspecified(f.is4), 0)
 			if addSet(name, []*api.Prefix{exact(def)}) {
-				imp = append(imp, stmt("accept-default-"+f.name, name, api.RouteAction_ACCEPT))
+				imp = append(imp, stmt("accept-default-"+f.name, name, api.RouteAction_ROUTE_ACTION_ACCEPT))
 			}
 		}
 
@@ -94,7 +94,7 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 			}
 		}
 		if name := "podroute-own-overlap-" + f.name; addSet(name, ownOverlap) {
-			imp = append(imp, stmt("reject-own-"+f.name, name, api.RouteAction_REJECT))
+			imp = append(imp, stmt("reject-own-"+f.name, name, api.RouteAction_ROUTE_ACTION_REJECT))
 		}
 
 		var covering []*api.Prefix
@@ -111,7 +111,7 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 			}
 		}
 		if name := "podroute-protected-" + f.name; addSet(name, covering) {
-			imp = append(imp, stmt("reject-protected-"+f.name, name, api.RouteAction_REJECT))
+			imp = append(imp, stmt("reject-protected-"+f.name, name, api.RouteAction_ROUTE_ACTION_REJECT))
 		}
 
 		var poolEntries []*api.Prefix
@@ -119,7 +119,7 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 			poolEntries = append(poolEntries, orLonger(p, f.bits))
 		}
 		if name := "podroute-pools-" + f.name; addSet(name, poolEntries) {
-			imp = append(imp, stmt("accept-pools-"+f.name, name, api.RouteAction_ACCEPT))
+			imp = append(imp, stmt("accept-pools-"+f.name, name, api.RouteAction_ROUTE_ACTION_ACCEPT))
 		}
 
 		var ownExact []*api.Prefix
@@ -127,11 +127,11 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 			ownExact = append(ownExact, exact(c))
 		}
 		if name := "podroute-own-" + f.name; addSet(name, ownExact) {
-			exp = append(exp, stmt("export-own-"+f.name, name, api.RouteAction_ACCEPT))
+			exp = append(exp, stmt("export-own-"+f.name, name, api.RouteAction_ROUTE_ACTION_ACCEPT))
 		}
 	}
 	if in.policy.Transit {
-		exp = append(exp, &api.Statement{Name: "transit", Actions: &api.Actions{RouteAction: api.RouteAction_ACCEPT}})
+		exp = append(exp, &api.Statement{Name: "transit", Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT}})
 	}
 	// GoBGP rejects a policy without statements; a statement with no
 	// condition and no action changes nothing and falls to the default.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	api "github.com/osrg/gobgp/v3/api"
+	api "github.com/osrg/gobgp/v4/api"
 )
 
 func mustPrefixes(ss ...string) []netip.Prefix {
@@ -49,7 +49,7 @@ func evalPolicy(t *testing.T, req *api.SetPoliciesRequest, policy string, p neti
 					t.Fatalf("statement %s has a condition evalPolicy does not model: %v", st.Name, c)
 				}
 				// The candidate is a route from an eBGP peer.
-				if c.RouteType != api.Conditions_ROUTE_TYPE_NONE && c.RouteType != api.Conditions_ROUTE_TYPE_EXTERNAL {
+				if c.RouteType != api.Conditions_ROUTE_TYPE_UNSPECIFIED && c.RouteType != api.Conditions_ROUTE_TYPE_EXTERNAL {
 					continue
 				}
 				if c.PrefixSet != nil {
@@ -62,10 +62,10 @@ func evalPolicy(t *testing.T, req *api.SetPoliciesRequest, policy string, p neti
 					}
 				}
 			}
-			if st.Actions == nil || st.Actions.RouteAction == api.RouteAction_NONE {
+			if st.Actions == nil || st.Actions.RouteAction == api.RouteAction_ROUTE_ACTION_UNSPECIFIED {
 				continue
 			}
-			return st.Actions.RouteAction == api.RouteAction_ACCEPT, st.Name
+			return st.Actions.RouteAction == api.RouteAction_ROUTE_ACTION_ACCEPT, st.Name
 		}
 		return false, "default"
 	}
@@ -156,7 +156,7 @@ func TestBuildPoliciesSetsAreSingleFamily(t *testing.T) {
 	req := buildPolicies(in)
 	fams := map[string]int{}
 	for _, ds := range req.DefinedSets {
-		if ds.DefinedType != api.DefinedType_PREFIX {
+		if ds.DefinedType != api.DefinedType_DEFINED_TYPE_PREFIX {
 			t.Errorf("set %s has type %v, want PREFIX", ds.Name, ds.DefinedType)
 		}
 		if len(ds.Prefixes) == 0 {
@@ -240,7 +240,7 @@ func TestBuildPoliciesStatementOrder(t *testing.T) {
 				continue
 			}
 			wantAccept := strings.HasPrefix(s.Name, "accept") || strings.HasPrefix(s.Name, "export") || s.Name == "transit"
-			if (s.Actions.RouteAction == api.RouteAction_ACCEPT) != wantAccept {
+			if (s.Actions.RouteAction == api.RouteAction_ROUTE_ACTION_ACCEPT) != wantAccept {
 				t.Errorf("%s/%s: action %v", p.Name, s.Name, s.Actions.RouteAction)
 			}
 		}

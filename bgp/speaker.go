@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
-	"github.com/osrg/gobgp/v3/pkg/server"
-	"google.golang.org/protobuf/types/known/anypb"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // Speaker runs GoBGP in-process and applies podroute's desired state to
@@ -23,13 +22,15 @@ type Speaker struct {
 	log *slog.Logger
 	srv *server.BgpServer
 
-	updates chan []RouteUpdate
-	synced  chan struct{}
+	// rib mirrors the paths GoBGP uses per prefix and hands changes to
+	// Updates; adjIn counts what each peer sent (see limits.go).
+	rib   *ribView
+	adjIn *adjInCounter
 
 	mu         sync.Mutex
 	peers      map[netip.Addr]Peer // as applied to GoBGP
 	peerState  map[netip.Addr]*peerLive
-	originated map[netip.Prefix][]byte // prefix -> GoBGP path UUID
+	originated map[netip.Prefix]*apiutil.Path
 	policy     Policy
 	applied    *policyInputs // last policy pushed to GoBGP
 	isSynced   bool
@@ -37,6 +38,11 @@ type Speaker struct {
 	started    bool // GoBGP is serving; before that, setters only record
 
 	stopWatch context.CancelFunc
+	stopLimit context.CancelFunc
+	// setHeld re-creates a peer in GoBGP administratively down (held) or
+	// up again (released); see holdOffLocked. s.mu must be held. A test
+	// replaces it.
+	setHeld func(p Peer, held bool) error
 }
 
 // peerLive is what the event stream tells us about one peer.
@@ -45,6 +51,12 @@ type peerLive struct {
 	since time.Time
 	eor   bool // End-of-RIB seen since the session came up
 	info  string
+	// holdOff re-enables a peer torn down for exceeding its prefix limit;
+	// one teardown starts one timer, replacing any earlier one.
+	holdOff *time.Timer
+	// gobgpLimit says GoBGP's own (exact, but per-UPDATE table walking)
+	// prefix limit is switched on for this peer; see limits.go.
+	gobgpLimit bool
 }
 
 // GoBGPAPIOption serves GoBGP's own gRPC API at addr (for the gobgp
@@ -64,33 +76,46 @@ func New(cfg Config, opts ...server.ServerOption) (*Speaker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxPrefixHold <= 0 {
+		cfg.MaxPrefixHold = defaultMaxPrefixHold
+	}
+	log := cfg.Logger.With("component", "bgp")
 	s := &Speaker{
 		cfg:        cfg,
-		log:        cfg.Logger.With("component", "bgp"),
-		updates:    make(chan []RouteUpdate, 1024),
-		synced:     make(chan struct{}),
+		log:        log,
+		rib:        newRIBView(log, cfg.Multipath),
+		adjIn:      newAdjInCounter(),
 		peers:      map[netip.Addr]Peer{},
 		peerState:  map[netip.Addr]*peerLive{},
-		originated: map[netip.Prefix][]byte{},
+		originated: map[netip.Prefix]*apiutil.Path{},
 		restarting: cfg.Restarting,
 	}
-	adapter := &slogAdapter{log: s.log.With("source", "gobgp"), level: gobgplog.InfoLevel, onMaxPrefix: s.onMaxPrefix}
+	// GoBGP logs through the daemon's own slog handler, so there is one
+	// stream with one format. Its debug output is per message; it is
+	// enabled only when the daemon runs at debug level.
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelInfo)
 	if cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		adapter.level = gobgplog.DebugLevel
+		level.Set(slog.LevelDebug)
 	}
-	s.srv = server.NewBgpServer(append([]server.ServerOption{server.LoggerOption(adapter)}, opts...)...)
+	gobgpLog := slog.New(levelFilter{cfg.Logger.With("source", "gobgp").Handler(), level})
+	s.srv = server.NewBgpServer(append([]server.ServerOption{server.LoggerOption(gobgpLog, level)}, opts...)...)
+	s.setHeld = s.setHeldLocked
 	return s, nil
 }
 
 // Server exposes the GoBGP server for callers that serve its API.
 func (s *Speaker) Server() *server.BgpServer { return s.srv }
 
-// Updates delivers best-path changes in batches, in order.
-func (s *Speaker) Updates() <-chan []RouteUpdate { return s.updates }
+// Updates delivers best-path changes in batches, in order. A prefix that
+// changed several times while the consumer was busy appears once, with its
+// latest next hops.
+func (s *Speaker) Updates() <-chan []RouteUpdate { return s.rib.updates }
 
 // Synced is closed once every configured peer has sent End-of-RIB after
-// start (immediately when there are no peers).
-func (s *Speaker) Synced() <-chan struct{} { return s.synced }
+// start (immediately when there are no peers), and only after every route
+// learned before those End-of-RIBs has been delivered on Updates.
+func (s *Speaker) Synced() <-chan struct{} { return s.rib.synced }
 
 // Start starts GoBGP with the global config and the event stream.
 func (s *Speaker) Start(ctx context.Context) error {
@@ -122,13 +147,13 @@ func (s *Speaker) Start(ctx context.Context) error {
 		s.srv.Stop()
 		return err
 	}
-	for _, dir := range []api.PolicyDirection{api.PolicyDirection_IMPORT, api.PolicyDirection_EXPORT} {
+	for _, dir := range []api.PolicyDirection{api.PolicyDirection_POLICY_DIRECTION_IMPORT, api.PolicyDirection_POLICY_DIRECTION_EXPORT} {
 		name := importPolicyName
-		if dir == api.PolicyDirection_EXPORT {
+		if dir == api.PolicyDirection_POLICY_DIRECTION_EXPORT {
 			name = exportPolicyName
 		}
 		if err := s.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-			Name: "global", Direction: dir, Policies: []*api.Policy{{Name: name}}, DefaultAction: api.RouteAction_REJECT,
+			Name: "global", Direction: dir, Policies: []*api.Policy{{Name: name}}, DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
 		}}); err != nil {
 			s.srv.Stop()
 			return fmt.Errorf("assign %s policy: %w", name, err)
@@ -136,18 +161,24 @@ func (s *Speaker) Start(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.stopWatch = cancel
-	err = s.srv.WatchEvent(wctx, &api.WatchEventRequest{
-		Peer: &api.WatchEventRequest_Peer{},
-		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
-			{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true},
-			{Type: api.WatchEventRequest_Table_Filter_EOR},
-		}},
-	}, s.onEvent)
+	go s.rib.forward(wctx)
+	// One watcher for everything, so that events arrive in the order GoBGP
+	// produced them: a peer's routes before its End-of-RIB.
+	err = s.srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{
+		OnBestPath:   s.onBestPath,
+		OnPathEor:    s.onEOR,
+		OnPeerUpdate: s.onPeerEvent,
+		OnPathUpdate: s.adjIn.onUpdate,
+	}, server.WatchBestPath(true), server.WatchEor(false), server.WatchPeer(),
+		server.WatchUpdate(false, "", ""), server.WatchAdjInWithdraw())
 	if err != nil {
 		cancel()
 		s.srv.Stop()
 		return fmt.Errorf("watch BGP events: %w", err)
 	}
+	lctx, lcancel := context.WithCancel(context.Background())
+	s.stopLimit = lcancel
+	go s.guardLimits(lctx)
 	// Synced is first judged in SetPeers: before the peer set is known,
 	// "every peer sent End-of-RIB" would be vacuously true.
 	return nil
@@ -158,16 +189,25 @@ func (s *Speaker) Start(ctx context.Context) error {
 // With graceful false, every session gets a Cease NOTIFICATION, so peers
 // withdraw our routes at once, and GoBGP stops.
 //
-// With graceful true nothing is sent: GoBGP has no way to close a session
-// without a NOTIFICATION, and a NOTIFICATION makes helpers without RFC 8538
-// flush our routes. The caller must then end the process without calling
-// anything else on the server: the kernel closes the TCP connections, as in
-// a crash, and graceful-restart helpers keep our routes for the restart
-// time while the next instance starts.
+// With graceful true nothing is sent: a NOTIFICATION makes helpers without
+// RFC 8538 flush our routes. The caller must then end the process without
+// calling anything else on the server: the kernel closes the TCP
+// connections, as in a crash, and graceful-restart helpers keep our routes
+// for the restart time while the next instance starts.
 func (s *Speaker) Stop(graceful bool) {
 	if s.stopWatch != nil {
 		s.stopWatch()
 	}
+	if s.stopLimit != nil {
+		s.stopLimit()
+	}
+	s.mu.Lock()
+	for _, live := range s.peerState {
+		if live.holdOff != nil {
+			live.holdOff.Stop()
+		}
+	}
+	s.mu.Unlock()
 	if graceful {
 		return
 	}
@@ -205,24 +245,13 @@ func (s *Speaker) applyPolicyLocked(ctx context.Context) error {
 		return fmt.Errorf("set BGP policies: %w", err)
 	}
 	first := s.applied == nil
-	transitOff := !first && s.applied.policy.Transit && !in.policy.Transit
 	s.applied = &in
-	if transitOff {
-		// GoBGP v3.37's soft reset out does not withdraw routes the new
-		// export policy rejects (fixed upstream after v3), so peers would
-		// keep routes we no longer carry. Re-open the sessions instead;
-		// this happens only when a node stops being a route reflector.
-		for addr := range s.peers {
-			if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Communication: "podroute: transit turned off"}); err != nil {
-				return fmt.Errorf("reset peer %s after turning transit off: %w", addr, err)
-			}
-		}
-		return nil
-	}
 	if !first && len(s.peers) > 0 {
 		// Re-run import over the stored Adj-RIB-In and export over our
-		// best paths; no session is reset.
-		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_BOTH}); err != nil {
+		// best paths; no session is reset. GoBGP v4 withdraws from a peer
+		// what the new export policy no longer lets through (transit
+		// turned off), so no session needs re-opening for that either.
+		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_BOTH}); err != nil {
 			return fmt.Errorf("re-apply BGP policies: %w", err)
 		}
 	}
@@ -234,13 +263,15 @@ func (s *Speaker) ownLocked() []netip.Prefix {
 	for p := range s.originated {
 		own = append(own, p)
 	}
-	slices.SortFunc(own, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	slices.SortFunc(own, comparePrefixes)
 	return own
+}
+
+func comparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 func (s *Speaker) protectedLocked() []netip.Addr {
@@ -278,46 +309,35 @@ func (s *Speaker) SetOriginated(ctx context.Context, prefixes []netip.Prefix) er
 		if _, ok := s.originated[p]; ok {
 			continue
 		}
-		resp, err := s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: originPath(p)})
+		path, err := originPath(p)
+		if err == nil {
+			_, err = s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("originate %s: %w", p, err))
 			continue
 		}
-		s.originated[p] = resp.Uuid
+		s.originated[p] = path
 	}
-	for p, uuid := range s.originated {
+	for p, path := range s.originated {
 		if want[p] {
 			continue
 		}
-		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: uuid}); err != nil {
+		// By path, not by the UUID AddPath returned: GoBGP resolves a
+		// UUID by walking the whole table.
+		if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}}); err != nil {
 			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
 			continue
 		}
 		delete(s.originated, p)
 	}
+	s.rib.setOwn(s.ownLocked())
 	// Our own prefixes feed both the export and the anti-hijack import
 	// policy.
 	if err := s.applyPolicyLocked(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// originPath is a locally originated path for p with next hop self
-// (GoBGP fills in the session's local address for an unspecified one).
-func originPath(p netip.Prefix) *api.Path {
-	nlri, _ := anypb.New(&api.IPAddressPrefix{Prefix: p.Addr().String(), PrefixLen: uint32(p.Bits())})
-	origin, _ := anypb.New(&api.OriginAttribute{Origin: 0})
-	if p.Addr().Is4() {
-		nh, _ := anypb.New(&api.NextHopAttribute{NextHop: "0.0.0.0"})
-		return &api.Path{
-			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
-			Nlri:   nlri, Pattrs: []*anypb.Any{origin, nh},
-		}
-	}
-	fam := &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
-	mp, _ := anypb.New(&api.MpReachNLRIAttribute{Family: fam, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
-	return &api.Path{Family: fam, Nlri: nlri, Pattrs: []*anypb.Any{origin, mp}}
 }
 
 // SetPeers makes peers the complete peer set. Peers whose config did not
@@ -344,7 +364,11 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		delete(s.peers, p.Address)
+		if live := s.peerState[p.Address]; live != nil && live.holdOff != nil {
+			live.holdOff.Stop()
+		}
 		delete(s.peerState, p.Address)
+		s.adjIn.forget(p.Address)
 		s.log.Info("peer removed", "peer", p.Address)
 	}
 	for _, p := range plan.recreate {
@@ -353,18 +377,30 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		delete(s.peers, p.Address)
+		s.adjIn.forget(p.Address)
+		if live := s.peerState[p.Address]; live != nil {
+			live.gobgpLimit = false
+		}
 		plan.add = append(plan.add, p)
 	}
 	for _, p := range plan.update {
-		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, s.cfg.RestartTime, false)}); err != nil {
+		live := s.peerState[p.Address]
+		gobgpLimit := live != nil && live.gobgpLimit && p.MaxPrefixes > 0
+		held := live != nil && live.holdOff != nil
+		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: gobgpLimit, adminDown: held})}); err != nil {
 			errs = append(errs, fmt.Errorf("update peer %s: %w", p.Address, err))
 			continue
+		}
+		if live != nil {
+			live.gobgpLimit = gobgpLimit
 		}
 		s.peers[p.Address] = p
 		s.log.Info("peer updated in place", "peer", p.Address)
 	}
 	for _, p := range plan.add {
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, s.cfg.RestartTime, s.restarting)}); err != nil {
+		live := s.peerState[p.Address]
+		held := live != nil && live.holdOff != nil
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, restarting: s.restarting, adminDown: held})}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %s (AS %d): %w", p.Address, p.ASN, err))
 			continue
 		}
@@ -378,44 +414,31 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		errs = append(errs, err)
 	}
 	s.checkSyncedLocked()
+	// A lowered limit may already be near or past the count.
+	s.adjIn.kickGuard()
 	return errors.Join(errs...)
 }
 
-// onMaxPrefix is called from GoBGP's logger, on GoBGP's own goroutine,
-// when a peer exceeded its limit and GoBGP tears the session down. GoBGP
-// may be inside a management call we made while holding s.mu (UpdatePeer
-// enforcing a lowered limit), so nothing here may wait for s.mu: the
-// bookkeeping runs on a goroutine of its own.
-func (s *Speaker) onMaxPrefix(key string) {
-	addr, err := netip.ParseAddr(key)
-	if err != nil {
-		return
+// setHeldLocked re-creates p in GoBGP, administratively down or up. Down,
+// GoBGP drops what the peer sent (as a withdrawal, not as a graceful
+// restart) and refuses its connections; up, the new neighbor connects at
+// once.
+func (s *Speaker) setHeldLocked(p Peer, held bool) error {
+	ctx := context.Background()
+	live := s.peerState[p.Address]
+	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+		return err
 	}
-	go func() {
-		s.mu.Lock()
-		p, ok := s.peers[addr]
-		if live := s.peerState[addr]; live != nil {
-			live.info = fmt.Sprintf("max-prefix limit %d exceeded; session torn down, retrying in %v", p.MaxPrefixes, idleHoldAfterReset)
-		}
-		s.mu.Unlock()
-		if !ok {
-			return
-		}
-		s.log.Error("peer sent more prefixes than its limit; tearing that session down",
-			"peer", addr, "asn", p.ASN, "max_prefixes", p.MaxPrefixes, "retry_after", idleHoldAfterReset)
-		// GoBGP leaves such a peer administratively down for good; give it
-		// another chance later, so a peer that fixed its table recovers
-		// by itself, while one that keeps flooding is held off.
-		time.AfterFunc(idleHoldAfterReset, func() {
-			s.mu.Lock()
-			_, still := s.peers[addr]
-			s.mu.Unlock()
-			if !still {
-				return
-			}
-			if err := s.srv.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: addr.String()}); err != nil {
-				s.log.Warn("re-enable peer after max-prefix hold", "peer", addr, "err", err)
-			}
-		})
-	}()
+	if live != nil {
+		live.gobgpLimit = false
+	}
+	s.adjIn.forget(p.Address)
+	return s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, restarting: s.restarting, adminDown: held})})
+}
+
+// Originated lists the prefixes this node advertises.
+func (s *Speaker) Originated() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ownLocked()
 }

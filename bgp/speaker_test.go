@@ -24,11 +24,16 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 const (
 	asnA, asnB, asnC = 65001, 65002, 65003
+
+	testMaxPrefixHold = 4 * time.Second
 
 	// waitLong bounds every "eventually": session setup takes about a
 	// second with the short timers below, so this only matters when
@@ -67,7 +72,7 @@ func (b *lockedBuffer) String() string {
 // peerEvent is one session state change as GoBGP reports it.
 type peerEvent struct {
 	addr  netip.Addr
-	state api.PeerState_SessionState
+	state string // as stateName spells it
 }
 
 // node is a running Speaker with what the test has observed of it: the
@@ -124,7 +129,9 @@ func startNode(t *testing.T, spec nodeSpec) (*node, int32) {
 		// StartBgp sets, so every speaker in this test binary uses the
 		// same value.
 		Multipath: true,
-		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		// Short, so that the hold-off test does not take half a minute.
+		MaxPrefixHold: testMaxPrefixHold,
+		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	var (
 		sp   *Speaker
@@ -180,19 +187,16 @@ func startNode(t *testing.T, spec nodeSpec) (*node, int32) {
 		}
 	}()
 	wctx, cancelWatch := context.WithCancel(context.Background())
-	err = sp.Server().WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(r *api.WatchEventResponse) {
-		pe := r.GetPeer()
-		if pe == nil || pe.Type != api.WatchEventResponse_PeerEvent_STATE || pe.Peer == nil || pe.Peer.State == nil {
-			return
-		}
-		a, err := netip.ParseAddr(pe.Peer.State.NeighborAddress)
-		if err != nil {
-			return
-		}
-		n.mu.Lock()
-		n.events = append(n.events, peerEvent{a, pe.Peer.State.SessionState})
-		n.mu.Unlock()
-	})
+	err = sp.Server().WatchEvent(wctx, server.WatchEventMessageCallbacks{
+		OnPeerUpdate: func(pe *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+			if pe == nil || pe.Type != apiutil.PEER_EVENT_STATE {
+				return
+			}
+			n.mu.Lock()
+			n.events = append(n.events, peerEvent{pe.Peer.State.NeighborAddress.Unmap(), stateName(pe.Peer.State.SessionState)})
+			n.mu.Unlock()
+		},
+	}, server.WatchPeer())
 	if err != nil {
 		t.Fatalf("%s: watch peer events: %v", spec.name, err)
 	}
@@ -354,7 +358,7 @@ func (n *node) stateChangesSince(mark int, addr netip.Addr) []string {
 	var out []string
 	for _, e := range n.events[mark:] {
 		if e.addr == addr {
-			out = append(out, e.state.String())
+			out = append(out, e.state)
 		}
 	}
 	return out
@@ -404,23 +408,25 @@ func (n *node) everSeen(p netip.Prefix) bool {
 // Updates() is meant to describe.
 func (n *node) globalRIB(afi api.Family_Afi) (map[netip.Prefix][]netip.Addr, error) {
 	out := map[netip.Prefix][]netip.Addr{}
-	err := n.sp.Server().ListPath(context.Background(), &api.ListPathRequest{
-		TableType: api.TableType_GLOBAL,
-		Family:    &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST},
-	}, func(d *api.Destination) {
-		for _, p := range d.Paths {
-			if !fromPeer(p) || p.Filtered {
-				continue
+	family := gobgp.RF_IPv4_UC
+	if afi == api.Family_AFI_IP6 {
+		family = gobgp.RF_IPv6_UC
+	}
+	err := n.sp.Server().ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: family},
+		func(_ gobgp.NLRI, paths []*apiutil.Path) {
+			for _, p := range paths {
+				if !p.PeerAddress.IsValid() || p.Filtered {
+					continue
+				}
+				pfx, err := pathPrefix(p)
+				if err != nil {
+					continue
+				}
+				if nh, err := pathNextHop(p); err == nil {
+					out[pfx] = append(out[pfx], nh)
+				}
 			}
-			pfx, err := pathPrefix(p)
-			if err != nil {
-				continue
-			}
-			if nh, err := pathNextHop(p); err == nil {
-				out[pfx] = append(out[pfx], nh)
-			}
-		}
-	})
+		})
 	for p, nh := range out {
 		out[p] = sortedAddrs(nh)
 	}
@@ -993,7 +999,7 @@ func TestMaxPrefixes(t *testing.T) {
 	}
 }
 
-// After a max-prefix teardown the peer is kept out for idleHoldAfterReset
+// After a max-prefix teardown the peer is kept out for Config.MaxPrefixHold
 // (so it cannot flood again at once) and then retried (so a peer that
 // leaked routes once is not lost until the daemon restarts); the log line
 // promises "retry_after". Here B stops flooding while it is held down, so
@@ -1006,16 +1012,17 @@ func TestMaxPrefixHoldThenRetry(t *testing.T) {
 	pr.b.setOriginated(calm...)
 
 	established := func() bool {
-		return slices.Contains(pr.a.stateChangesSince(mark, addrB), api.PeerState_ESTABLISHED.String())
+		return slices.Contains(pr.a.stateChangesSince(mark, addrB), "Established")
 	}
-	hold := idleHoldAfterReset / 3
+	hold := testMaxPrefixHold * 9 / 10
 	consistently(t, hold, fmt.Sprintf("B must stay down for at least %v after a max-prefix teardown", hold), func() error {
 		if established() {
 			return fmt.Errorf("B is Established again; state changes since teardown: %v", pr.a.stateChangesSince(mark, addrB))
 		}
 		return nil
 	})
-	retryBy := idleHoldAfterReset + 15*time.Second
+	// GoBGP adds its own idle hold (5 s) before it connects again.
+	retryBy := testMaxPrefixHold + 15*time.Second
 	eventually(t, retryBy-time.Since(tornDown), fmt.Sprintf("B retried within %v of the teardown", retryBy), func() error {
 		if !established() {
 			return fmt.Errorf("B still down: %v", pr.a.stateChangesSince(mark, addrB))
@@ -1375,7 +1382,7 @@ func TestSettersBeforeStart(t *testing.T) {
 	}
 	t.Cleanup(func() { sp.Stop(false); sp.Server().Stop() })
 	var pools []string
-	err = sp.Server().ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX, Name: "podroute-pools-v4"},
+	err = sp.Server().ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: "podroute-pools-v4"},
 		func(ds *api.DefinedSet) {
 			for _, p := range ds.Prefixes {
 				pools = append(pools, p.IpPrefix)

@@ -26,7 +26,10 @@ type Config struct {
 	Restarting bool
 	// Multipath installs all equal-cost paths, not only the best one.
 	Multipath bool
-	Logger    *slog.Logger
+	// MaxPrefixHold is how long a peer torn down for exceeding its
+	// prefix limit is kept down before it may try again (30s when 0).
+	MaxPrefixHold time.Duration
+	Logger        *slog.Logger
 }
 
 // Peer is one BGP neighbor as podroute wants it. All fields are

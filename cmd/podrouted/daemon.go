@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/osrg/gobgp/v4/pkg/server"
 	"github.com/podroute/podroute/api"
 	"github.com/podroute/podroute/bgp"
 	"github.com/podroute/podroute/config"
