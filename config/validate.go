@@ -14,6 +14,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/podroute/podroute/routes"
 )
 
 // FieldError is one problem with one configuration value.
@@ -74,21 +76,6 @@ const (
 	maxStaleTimeout = time.Hour
 	maxMaxPrefixes  = 10_000_000
 )
-
-// reservedProtocols are the kernel route protocol numbers other software
-// owns. podroute deletes routes carrying its own number, so sharing a
-// number with another daemon would let podroute delete that daemon's routes.
-var reservedProtocols = []struct {
-	lo, hi int
-	owner  string
-}{
-	{0, 4, "the kernel (unspec, redirect, kernel, boot, static)"},
-	{8, 16, "gated, ra, mrt, zebra, bird, dnrouted, xorp, ntk, dhcp"},
-	{17, 18, "mrouted, keepalived"},
-	{42, 42, "babel"},
-	{99, 99, "openr"},
-	{186, 198, "FRR (bgp, isis, ospf, rip, ripng, nhrp, eigrp, ldp, sharp, pbr, static, openfabric, srte)"},
-}
 
 const maxRouteProtocol = 255 // rtm_protocol is one byte
 
@@ -278,10 +265,12 @@ func (v *validator) podCIDRs(ss []string, pools []netip.Prefix) []netip.Prefix {
 	return out
 }
 
+// routeProtocol checks the number against routes.ReservedProtocols, the
+// list the reconciler itself enforces, so the two cannot disagree.
 func (v *validator) routeProtocol(n int) {
-	for _, r := range reservedProtocols {
-		if n >= r.lo && n <= r.hi {
-			v.add("routeProtocol", strconv.Itoa(n), fmt.Sprintf("must be one of %s, numbers no other routing software uses (%s: %s)", allowedProtocols(), span(r.lo, r.hi), r.owner))
+	if n >= 0 && n <= maxRouteProtocol {
+		if r, reserved := routes.ReservedProtocol(uint8(n)); reserved {
+			v.add("routeProtocol", strconv.Itoa(n), fmt.Sprintf("must be one of %s, numbers no other routing software uses (%s: %s)", allowedProtocols(), span(int(r.Lo), int(r.Hi)), r.Owners()))
 			return
 		}
 	}
@@ -293,16 +282,16 @@ func (v *validator) routeProtocol(n int) {
 	}
 }
 
-// allowedProtocols spells out the gaps between reservedProtocols, so the
-// message and the check cannot disagree.
+// allowedProtocols spells out the gaps between routes.ReservedProtocols,
+// so the message and the check cannot disagree.
 func allowedProtocols() string {
 	var spans []string
 	next := 0
-	for _, r := range reservedProtocols {
-		if r.lo > next {
-			spans = append(spans, span(next, r.lo-1))
+	for _, r := range routes.ReservedProtocols {
+		if int(r.Lo) > next {
+			spans = append(spans, span(next, int(r.Lo)-1))
 		}
-		next = r.hi + 1
+		next = int(r.Hi) + 1
 	}
 	if next <= maxRouteProtocol {
 		spans = append(spans, span(next, maxRouteProtocol))
