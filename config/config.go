@@ -88,6 +88,22 @@ type Config struct {
 	IPAMDir string `json:"ipamDir,omitempty"`
 	// Peers are the static BGP peers.
 	Peers []Peer `json:"peers,omitempty"`
+
+	// read is what Read found beyond the values themselves (see Read);
+	// zero for a Config built in code.
+	read readNotes
+}
+
+// readNotes is what decoding leaves for Validate.
+type readNotes struct {
+	// problems are the values Read left out (wrong type, out of range of
+	// their field, unknown key), one *FieldError each; left holds their
+	// paths, so that Validate does not also complain that they are missing.
+	problems []error
+	left     []string
+	// written holds each duration as the file wrote it ("65536s"), so that
+	// a message quotes that and not Go's normalised form ("18h12m16s").
+	written map[string]string
 }
 
 // GracefulRestart configures graceful restart (RFC 4724) for all peers.
