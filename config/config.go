@@ -176,7 +176,9 @@ func (c *Config) ApplyDefaults() {
 		gr.Enabled = &enabled
 	}
 	setDuration(&gr.RestartTime, DefaultRestartTime)
-	setDuration(&gr.StaleRouteTimeout, gr.RestartTime.Duration)
+	// At most the longest stale timeout Validate allows: restartTime may
+	// be longer (4095s), and a default must not fail validation.
+	setDuration(&gr.StaleRouteTimeout, min(gr.RestartTime.Duration, maxStaleTimeout))
 
 	for i := range c.Peers {
 		p := &c.Peers[i]

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // baseYAML is a valid file, one top-level key per entry, so that a test
@@ -331,7 +332,7 @@ func TestDurationErrorsQuoteTheFile(t *testing.T) {
 		{"hold time over 16 bits", peer("holdTime: 65536s"), "peers[0].holdTime", "65536s", "3s..65535s"},
 		{"hold time in minutes", peer("holdTime: 1200m"), "peers[0].holdTime", "1200m", "3s..65535s"},
 		{"keepalive not below hold", peer("holdTime: 90s\n  keepaliveInterval: 90s"), "peers[0].keepaliveInterval", "90s", "less than holdTime (90s)"},
-		{"restart time", map[string]string{"gracefulRestart": "gracefulRestart:\n  restartTime: 4096s\n  staleRouteTimeout: 60s"}, "gracefulRestart.restartTime", "4096s", "1s..4095s"},
+		{"restart time", map[string]string{"gracefulRestart": "gracefulRestart:\n  restartTime: 4096s"}, "gracefulRestart.restartTime", "4096s", "1s..4095s"},
 		{"stale timeout", map[string]string{"gracefulRestart": "gracefulRestart:\n  staleRouteTimeout: 7200s"}, "gracefulRestart.staleRouteTimeout", "7200s", "1s..1h"},
 		{"resync fraction of a second", map[string]string{"resyncInterval": "resyncInterval: 500000us"}, "resyncInterval", "500000us", "at least 1s"},
 	} {
@@ -389,5 +390,17 @@ func TestReadLeavesMistypedValuesOut(t *testing.T) {
 	os.WriteFile(path, []byte("asn: [1\n"), 0o600)
 	if c, err := Read(path); c != nil || err == nil {
 		t.Errorf("Read of broken YAML = %v, %v", c, err)
+	}
+}
+
+// A restart time above the stale timeout's limit (1h) is valid, and the
+// stale timeout it defaults to must be too.
+func TestLongRestartTimeDefaultsAValidStaleTimeout(t *testing.T) {
+	c, err := Parse(fileWith(map[string]string{"gracefulRestart": "gracefulRestart:\n  restartTime: 4000s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.GracefulRestart.StaleRouteTimeout.Duration; got != time.Hour {
+		t.Errorf("staleRouteTimeout %v, want 1h", got)
 	}
 }
