@@ -5,6 +5,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podroute/podroute/cni"
 )
 
 // Defaults. They are exported so that flag help texts and the lab generator
@@ -83,6 +85,14 @@ type Config struct {
 	// CNIMTU is the pod interface MTU put into that configuration; 0 lets
 	// the plugin use the MTU of the node's uplink.
 	CNIMTU int `json:"cniMTU,omitempty"`
+	// CNIVersion is the CNI spec version that configuration asks every
+	// plugin to speak (empty: cni.DefaultCNIVersion, 1.0.0, which
+	// containerd 1.6 and 1.7 accept).
+	CNIVersion string `json:"cniVersion,omitempty"`
+	// CNIChain are the plugins chained after podroute-cni, in order: nil
+	// (key absent) means cni.DefaultChain(), portmap and bandwidth; an
+	// empty list means none.
+	CNIChain []string `json:"cniChain,omitzero"`
 	// IPAMDir is podroute-cni's allocation store (empty: the plugin's
 	// default, /var/lib/podroute/ipam).
 	IPAMDir string `json:"ipamDir,omitempty"`
@@ -168,6 +178,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = DefaultLogLevel
+	}
+	if c.CNIVersion == "" {
+		c.CNIVersion = cni.DefaultCNIVersion
+	}
+	if c.CNIChain == nil {
+		c.CNIChain = cni.DefaultChain()
 	}
 
 	gr := &c.GracefulRestart

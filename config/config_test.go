@@ -131,6 +131,10 @@ func TestValidateRejects(t *testing.T) {
 		{"gobgp API without port", func(c *Config) { c.GoBGPAPI = "127.0.0.1" }, "gobgpAPI", "127.0.0.1", ""},
 		{"metrics address", func(c *Config) { c.MetricsAddress = "9254" }, "metricsAddress", "9254", ""},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "logLevel", "verbose", "debug, info, warn, error"},
+		{"CNI version unknown", func(c *Config) { c.CNIVersion = "1.2.0" }, "cniVersion", "1.2.0", "0.3.1, 0.4.0, 1.0.0, 1.1.0"},
+		{"CNI version short", func(c *Config) { c.CNIVersion = "1.0" }, "cniVersion", "1.0", "containerd 1.6"},
+		{"CNI chain unknown plugin", func(c *Config) { c.CNIChain = []string{"portmap", "tuning"} }, "cniChain[1]", "tuning", "portmap, bandwidth"},
+		{"CNI chain twice", func(c *Config) { c.CNIChain = []string{"bandwidth", "bandwidth"} }, "cniChain[1]", "bandwidth", "cniChain[0]"},
 		{"peer address garbage", func(c *Config) { c.Peers[0].Address = "tor-a" }, "peers[0].address", "tor-a", ""},
 		{"peer address multicast", func(c *Config) { c.Peers[0].Address = "224.0.0.5" }, "peers[0].address", "224.0.0.5", "unicast"},
 		{"peer address IPv6 multicast", func(c *Config) { c.Peers[1].Address = "ff02::2" }, "peers[1].address", "ff02::2", "multicast"},
@@ -245,6 +249,11 @@ func TestValidateAccepts(t *testing.T) {
 		{"password of 80 bytes", func(c *Config) { c.Peers[0].Password = strings.Repeat("p", maxPasswordBytes) }},
 		{"restart time 4095s", func(c *Config) { c.GracefulRestart.RestartTime = dur(4095 * time.Second) }},
 		{"peer in another node's pod CIDR", func(c *Config) { c.Peers[0].Address = "10.244.2.7" }},
+		{"CNI 0.3.1", func(c *Config) { c.CNIVersion = "0.3.1" }},
+		{"CNI 0.4.0", func(c *Config) { c.CNIVersion = "0.4.0" }},
+		{"CNI 1.1.0", func(c *Config) { c.CNIVersion = "1.1.0" }},
+		{"CNI chain empty", func(c *Config) { c.CNIChain = []string{} }},
+		{"CNI chain reordered", func(c *Config) { c.CNIChain = []string{"bandwidth", "portmap"} }},
 		// With nodeAddresses given, the router ID is only an identifier.
 		{"peer is the router ID, which is not a node address", func(c *Config) {
 			c.NodeAddresses, c.ListenAddresses = []string{"192.0.2.99"}, nil
@@ -303,6 +312,8 @@ func TestApplyDefaults(t *testing.T) {
 		{"grpcSocket", c.GRPCSocket, DefaultGRPCSocket},
 		{"gobgpAPI", c.GoBGPAPI, DefaultGoBGPAPI},
 		{"logLevel", c.LogLevel, DefaultLogLevel},
+		{"cniVersion", c.CNIVersion, "1.0.0"},
+		{"cniChain", strings.Join(c.CNIChain, ","), "portmap,bandwidth"},
 		{"gracefulRestart.enabled", c.GracefulRestart.IsEnabled(), true},
 		{"gracefulRestart.restartTime", c.GracefulRestart.RestartTime.Duration, DefaultRestartTime},
 		{"gracefulRestart.staleRouteTimeout", c.GracefulRestart.StaleRouteTimeout.Duration, c.GracefulRestart.RestartTime.Duration},

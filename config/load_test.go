@@ -404,3 +404,35 @@ func TestLongRestartTimeDefaultsAValidStaleTimeout(t *testing.T) {
 		t.Errorf("staleRouteTimeout %v, want 1h", got)
 	}
 }
+
+// cniChain: absent means the default chain, [] means none, and both
+// survive a round trip through the file.
+func TestCNIChainAbsentOrEmpty(t *testing.T) {
+	for _, tt := range []struct {
+		name, lines string
+		want        []string
+	}{
+		{"absent", "", []string{"portmap", "bandwidth"}},
+		{"empty", "cniChain: []", []string{}},
+		{"one", "cniChain: [bandwidth]", []string{"bandwidth"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			repl := map[string]string{}
+			if tt.lines != "" {
+				repl["cniChain"] = tt.lines
+			}
+			c, err := Parse(fileWith(repl))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.CNIChain == nil || !slices.Equal(c.CNIChain, tt.want) || c.CNIVersion != "1.0.0" {
+				t.Errorf("cniChain %#v cniVersion %q, want %#v and 1.0.0", c.CNIChain, c.CNIVersion, tt.want)
+			}
+		})
+	}
+	_, err := Parse(fileWith(map[string]string{"cniChain": "cniChain: portmap", "cniVersion": "cniVersion: 1.1"}))
+	fes := FieldErrors(err)
+	if len(fes) != 2 || fes[0].Field != "cniChain" || !strings.Contains(fes[0].Allowed, "[portmap]") || fes[1].Field != "cniVersion" || fes[1].Value != "1.1" {
+		t.Errorf("got %v", err)
+	}
+}

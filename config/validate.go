@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/podroute/podroute/cni"
 	"github.com/podroute/podroute/routes"
 )
 
@@ -223,6 +224,21 @@ func (c *Config) Validate() error {
 	}
 	if c.CNIMTU != 0 && (c.CNIMTU < 1280 || c.CNIMTU > 65535) {
 		v.add("cniMTU", strconv.Itoa(c.CNIMTU), cniMTUAllowed)
+	}
+	if !slices.Contains(cni.SupportedVersions, c.CNIVersion) {
+		v.add("cniVersion", c.CNIVersion, fmt.Sprintf("must be one of %s, the CNI versions podroute-cni speaks; leave it out for %s, which containerd 1.6 and 1.7 accept (they refuse 1.1.0)",
+			strings.Join(cni.SupportedVersions, ", "), cni.DefaultCNIVersion))
+	}
+	seenChain := map[string]int{}
+	for i, typ := range c.CNIChain {
+		field := fmt.Sprintf("cniChain[%d]", i)
+		if !slices.Contains(cni.ChainPluginTypes(), typ) {
+			v.add(field, typ, fmt.Sprintf("must be one of %s (plugins podrouted can chain after podroute-cni); [] for none", strings.Join(cni.ChainPluginTypes(), ", ")))
+		} else if first, dup := seenChain[typ]; dup {
+			v.add(field, typ, fmt.Sprintf("must be listed once: cniChain[%d] is already %s", first, typ))
+		} else {
+			seenChain[typ] = i
+		}
 	}
 	if !slices.Contains(logLevels, c.LogLevel) {
 		v.add("logLevel", c.LogLevel, "must be one of "+strings.Join(logLevels, ", "))

@@ -1,7 +1,10 @@
 // Command podroute-cni is podroute's CNI plugin: kubelet (through the
 // container runtime) runs it for every pod with CNI_COMMAND set to ADD, DEL,
 // CHECK, STATUS, GC or VERSION and the network config on stdin (CNI spec
-// 1.1.0, also 0.3.1, 0.4.0 and 1.0.0).
+// 1.1.0, also 0.3.1, 0.4.0 and 1.0.0: cni.SupportedVersions). ADD prints
+// its result in the version the network config names, because a runtime
+// refuses a result of another version (containerd 1.6 and 1.7 know nothing
+// newer than 1.0.0).
 //
 // ADD takes addresses from the node's IPAM store (package ipam) and wires
 // the pod (package cni); if it fails half-way it releases the addresses and
