@@ -7,8 +7,10 @@
 // newer than 1.0.0).
 //
 // ADD takes addresses from the node's IPAM store (package ipam) and wires
-// the pod (package cni); if it fails half-way it releases the addresses and
-// removes the links it made. DEL is idempotent. GC releases everything not in
+// the pod (package cni); if it fails at any step, printing its result
+// included, it releases the addresses and removes the links it made, and
+// prints one document, the error. It refuses a CNI_NETNS that is its own
+// network namespace (the node's) before doing anything. DEL is idempotent. GC releases everything not in
 // cni.dev/valid-attachments. The plugin never talks to the Kubernetes API or
 // to podrouted: the pod CIDRs come in the network config podrouted writes.
 //
