@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -124,7 +125,7 @@ func TestCniWriteConfListParsesWithLibcni(t *testing.T) {
 	if err != nil {
 		t.Fatalf("libcni rejects the conflist: %v\n%s", err, b)
 	}
-	if list.Name != "podroute" || list.CNIVersion != "1.1.0" || len(list.Plugins) != 3 {
+	if list.Name != "podroute" || list.CNIVersion != "1.0.0" || len(list.Plugins) != 3 {
 		t.Fatalf("conflist %s %s with %d plugins", list.Name, list.CNIVersion, len(list.Plugins))
 	}
 	wantTypes := []string{"podroute-cni", "portmap", "bandwidth"}
@@ -169,7 +170,7 @@ func TestCniWriteConfListParsesWithLibcni(t *testing.T) {
 	if after, _ := os.Stat(path); !os.SameFile(before, after) {
 		t.Errorf("identical content rewrote the file")
 	}
-	conf.NoBandwidth, conf.NoPortmap, conf.MTU = true, true, 0
+	conf.Chain, conf.MTU = []string{}, 0
 	if err := WriteConfList(dir, "", conf); err != nil {
 		t.Fatal(err)
 	}
@@ -197,5 +198,73 @@ func TestCniWriteConfListRejectsBadInput(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a rejected config left %d files", len(entries))
+	}
+}
+
+// TestCniConfListVersions: the conflist says the configured version at the
+// top and in every plugin, libcni reads it as that version, and the
+// configured chain follows podroute-cni in order.
+func TestCniConfListVersions(t *testing.T) {
+	pod := []string{"10.244.1.0/24"}
+	for _, v := range SupportedVersions {
+		for _, c := range []struct {
+			name  string
+			chain []string
+			want  []string
+		}{
+			{"default chain", nil, []string{"podroute-cni", "portmap", "bandwidth"}},
+			{"no chain", []string{}, []string{"podroute-cni"}},
+			{"bandwidth first", []string{"bandwidth", "portmap"}, []string{"podroute-cni", "bandwidth", "portmap"}},
+			{"portmap only", []string{"portmap"}, []string{"podroute-cni", "portmap"}},
+		} {
+			t.Run(v+" "+c.name, func(t *testing.T) {
+				b, err := ConfList{CNIVersion: v, PodCIDRs: pod, Chain: c.chain}.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				list, err := libcni.ConfListFromBytes(b)
+				if err != nil {
+					t.Fatalf("libcni: %v\n%s", err, b)
+				}
+				if list.CNIVersion != v {
+					t.Errorf("list cniVersion %q, want %q", list.CNIVersion, v)
+				}
+				var types []string
+				for i, p := range list.Plugins {
+					types = append(types, p.Network.Type)
+					var raw map[string]any
+					if err := json.Unmarshal(p.Bytes, &raw); err != nil {
+						t.Fatal(err)
+					}
+					if raw["cniVersion"] != v {
+						t.Errorf("plugin %d (%s) has cniVersion %v, want %q", i, p.Network.Type, raw["cniVersion"], v)
+					}
+					if want, ok := chainPlugin(p.Network.Type); ok && !reflect.DeepEqual(p.Network.Capabilities, want.Capabilities) {
+						t.Errorf("%s capabilities %v, want %v", p.Network.Type, p.Network.Capabilities, want.Capabilities)
+					}
+				}
+				if !reflect.DeepEqual(types, c.want) {
+					t.Errorf("plugins %v, want %v", types, c.want)
+				}
+			})
+		}
+	}
+	// Left empty, the version is the default, 1.0.0.
+	b, err := ConfList{PodCIDRs: pod}.Bytes()
+	if list, lerr := libcni.ConfListFromBytes(b); err != nil || lerr != nil || list.CNIVersion != "1.0.0" {
+		t.Errorf("default version: %v %v %s", err, lerr, b)
+	}
+	for _, c := range []struct {
+		conf ConfList
+		msg  string
+	}{
+		{ConfList{CNIVersion: "2.0.0", PodCIDRs: pod}, `cniVersion "2.0.0": podroute-cni speaks 0.3.1, 0.4.0, 1.0.0, 1.1.0`},
+		{ConfList{CNIVersion: "1.0", PodCIDRs: pod}, `cniVersion "1.0"`},
+		{ConfList{PodCIDRs: pod, Chain: []string{"tuning"}}, `chained plugin "tuning": podrouted knows portmap, bandwidth`},
+		{ConfList{PodCIDRs: pod, Chain: []string{"portmap", "portmap"}}, `"portmap" is listed twice`},
+	} {
+		if _, err := c.conf.Bytes(); err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%+v: %v, want %q", c.conf, err, c.msg)
+		}
 	}
 }

@@ -112,6 +112,11 @@ func Setup(a Attachment, hook func(stage string)) (ifs Interfaces, err error) {
 		return ifs, err
 	}
 	defer podNS.Close()
+	if same, err := sameNetns(hostNS, podNS); err != nil {
+		return ifs, err
+	} else if same {
+		return ifs, fmt.Errorf("pod network namespace %s is the node's own: refusing to wire the node as a pod", a.Netns)
+	}
 
 	hostName := a.HostVeth()
 	if err := Teardown(hostName); err != nil {
@@ -313,6 +318,41 @@ func Teardown(hostName string) error {
 		return fmt.Errorf("deleting %s: %w", hostName, err)
 	}
 	return nil
+}
+
+// IsOwnNetns reports whether the network namespace at path is the calling
+// thread's own, which for the plugin is the node's: the same namespace
+// file (device and inode), however it is named (/proc/self/ns/net, a
+// /proc/PID/ns/net of another process in it, a bind mount under
+// /run/netns). Wiring it as a pod would give the node a pod's address and
+// a default route through the pod gateway.
+func IsOwnNetns(path string) (bool, error) {
+	var target unix.Stat_t
+	if err := unix.Stat(path, &target); err != nil {
+		return false, err
+	}
+	own, err := ns.GetCurrentNS()
+	if err != nil {
+		return false, fmt.Errorf("opening the node's network namespace: %w", err)
+	}
+	defer own.Close()
+	var cur unix.Stat_t
+	if err := unix.Fstat(int(own.Fd()), &cur); err != nil {
+		return false, err
+	}
+	return target.Dev == cur.Dev && target.Ino == cur.Ino, nil
+}
+
+// sameNetns reports whether two open namespaces are one.
+func sameNetns(a, b ns.NetNS) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Fstat(int(a.Fd()), &sa); err != nil {
+		return false, err
+	}
+	if err := unix.Fstat(int(b.Fd()), &sb); err != nil {
+		return false, err
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
 
 // NetnsExists reports whether path is still there, for DEL and GC: a pod

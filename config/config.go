@@ -5,6 +5,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podroute/podroute/cni"
 )
 
 // Defaults. They are exported so that flag help texts and the lab generator
@@ -83,11 +85,35 @@ type Config struct {
 	// CNIMTU is the pod interface MTU put into that configuration; 0 lets
 	// the plugin use the MTU of the node's uplink.
 	CNIMTU int `json:"cniMTU,omitempty"`
+	// CNIVersion is the CNI spec version that configuration asks every
+	// plugin to speak (empty: cni.DefaultCNIVersion, 1.0.0, which
+	// containerd 1.6 and 1.7 accept).
+	CNIVersion string `json:"cniVersion,omitempty"`
+	// CNIChain are the plugins chained after podroute-cni, in order: nil
+	// (key absent) means cni.DefaultChain(), portmap and bandwidth; an
+	// empty list means none.
+	CNIChain []string `json:"cniChain,omitzero"`
 	// IPAMDir is podroute-cni's allocation store (empty: the plugin's
 	// default, /var/lib/podroute/ipam).
 	IPAMDir string `json:"ipamDir,omitempty"`
 	// Peers are the static BGP peers.
 	Peers []Peer `json:"peers,omitempty"`
+
+	// read is what Read found beyond the values themselves (see Read);
+	// zero for a Config built in code.
+	read readNotes
+}
+
+// readNotes is what decoding leaves for Validate.
+type readNotes struct {
+	// problems are the values Read left out (wrong type, out of range of
+	// their field, unknown key), one *FieldError each; left holds their
+	// paths, so that Validate does not also complain that they are missing.
+	problems []error
+	left     []string
+	// written holds each duration as the file wrote it ("65536s"), so that
+	// a message quotes that and not Go's normalised form ("18h12m16s").
+	written map[string]string
 }
 
 // GracefulRestart configures graceful restart (RFC 4724) for all peers.
@@ -153,6 +179,12 @@ func (c *Config) ApplyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = DefaultLogLevel
 	}
+	if c.CNIVersion == "" {
+		c.CNIVersion = cni.DefaultCNIVersion
+	}
+	if c.CNIChain == nil {
+		c.CNIChain = cni.DefaultChain()
+	}
 
 	gr := &c.GracefulRestart
 	if gr.Enabled == nil {
@@ -160,7 +192,9 @@ func (c *Config) ApplyDefaults() {
 		gr.Enabled = &enabled
 	}
 	setDuration(&gr.RestartTime, DefaultRestartTime)
-	setDuration(&gr.StaleRouteTimeout, gr.RestartTime.Duration)
+	// At most the longest stale timeout Validate allows: restartTime may
+	// be longer (4095s), and a default must not fail validation.
+	setDuration(&gr.StaleRouteTimeout, min(gr.RestartTime.Duration, maxStaleTimeout))
 
 	for i := range c.Peers {
 		p := &c.Peers[i]

@@ -38,6 +38,15 @@ func validConfig() *Config {
 func dur(d time.Duration) metav1.Duration { return metav1.Duration{Duration: d} }
 func ptr[T any](v T) *T                   { return &v }
 
+// withoutReadNotes returns a copy of c without what Read noted about the
+// file (durations as written), for comparing a parsed config with one
+// built in code.
+func withoutReadNotes(c *Config) *Config {
+	cp := *c
+	cp.read = readNotes{}
+	return &cp
+}
+
 func TestValidConfigPasses(t *testing.T) {
 	if err := validConfig().Validate(); err != nil {
 		t.Fatalf("baseline config rejected: %v", err)
@@ -102,6 +111,9 @@ func TestValidateRejects(t *testing.T) {
 		{"protocol FRR bgp", func(c *Config) { c.RouteProtocol = 186 }, "routeProtocol", "186", "FRR"},
 		{"protocol FRR srte", func(c *Config) { c.RouteProtocol = 198 }, "routeProtocol", "198", "FRR"},
 		{"protocol kernel static", func(c *Config) { c.RouteProtocol = 4 }, "routeProtocol", "4", "kernel"},
+		{"protocol keepalived", func(c *Config) { c.RouteProtocol = 18 }, "routeProtocol", "18", "17..18: mrouted, keepalived"},
+		{"protocol openr", func(c *Config) { c.RouteProtocol = 99 }, "routeProtocol", "99", "99: openr"},
+		{"protocol negative", func(c *Config) { c.RouteProtocol = -1 }, "routeProtocol", "-1", "5..7"},
 		{"protocol too big", func(c *Config) { c.RouteProtocol = 256 }, "routeProtocol", "256", "199..255"},
 		{"table local", func(c *Config) { c.RouteTable = 255 }, "routeTable", "255", "local"},
 		{"table default", func(c *Config) { c.RouteTable = 253 }, "routeTable", "253", "default"},
@@ -112,15 +124,40 @@ func TestValidateRejects(t *testing.T) {
 		{"restart time fraction", func(c *Config) { c.GracefulRestart.RestartTime = dur(1500 * time.Millisecond) }, "gracefulRestart.restartTime", "1.5s", "whole seconds"},
 		{"stale timeout too long", func(c *Config) { c.GracefulRestart.StaleRouteTimeout = dur(2 * time.Hour) }, "gracefulRestart.staleRouteTimeout", (2 * time.Hour).String(), ""},
 		{"socket relative", func(c *Config) { c.GRPCSocket = "run/podrouted.sock" }, "grpcSocket", "run/podrouted.sock", "absolute"},
-		{"socket too long", func(c *Config) { c.GRPCSocket = "/" + strings.Repeat("s", maxSocketPath) }, "grpcSocket", "/" + strings.Repeat("s", maxSocketPath), ""},
+		{"socket too long", func(c *Config) { c.GRPCSocket = "/" + strings.Repeat("s", maxSocketPath) }, "grpcSocket", "/" + strings.Repeat("s", maxShownValue-1) + "…", "(108 bytes)"},
 		{"gobgp API on all addresses", func(c *Config) { c.GoBGPAPI = "0.0.0.0:50051" }, "gobgpAPI", "0.0.0.0:50051", "no authentication"},
 		{"gobgp API on node address", func(c *Config) { c.GoBGPAPI = "192.0.2.11:50051" }, "gobgpAPI", "192.0.2.11:50051", "loopback"},
 		{"gobgp API host name", func(c *Config) { c.GoBGPAPI = "localhost:50051" }, "gobgpAPI", "localhost:50051", ""},
 		{"gobgp API without port", func(c *Config) { c.GoBGPAPI = "127.0.0.1" }, "gobgpAPI", "127.0.0.1", ""},
 		{"metrics address", func(c *Config) { c.MetricsAddress = "9254" }, "metricsAddress", "9254", ""},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "logLevel", "verbose", "debug, info, warn, error"},
+		{"CNI version unknown", func(c *Config) { c.CNIVersion = "1.2.0" }, "cniVersion", "1.2.0", "0.3.1, 0.4.0, 1.0.0, 1.1.0"},
+		{"CNI version short", func(c *Config) { c.CNIVersion = "1.0" }, "cniVersion", "1.0", "containerd 1.6"},
+		{"CNI chain unknown plugin", func(c *Config) { c.CNIChain = []string{"portmap", "tuning"} }, "cniChain[1]", "tuning", "portmap, bandwidth"},
+		{"CNI chain twice", func(c *Config) { c.CNIChain = []string{"bandwidth", "bandwidth"} }, "cniChain[1]", "bandwidth", "cniChain[0]"},
 		{"peer address garbage", func(c *Config) { c.Peers[0].Address = "tor-a" }, "peers[0].address", "tor-a", ""},
 		{"peer address multicast", func(c *Config) { c.Peers[0].Address = "224.0.0.5" }, "peers[0].address", "224.0.0.5", "unicast"},
+		{"peer address IPv6 multicast", func(c *Config) { c.Peers[1].Address = "ff02::2" }, "peers[1].address", "ff02::2", "multicast"},
+		{"peer address limited broadcast", func(c *Config) { c.Peers[0].Address = "255.255.255.255" }, "peers[0].address", "255.255.255.255", "limited broadcast"},
+		{"peer address unspecified", func(c *Config) { c.Peers[0].Address = "0.0.0.0" }, "peers[0].address", "0.0.0.0", "unspecified"},
+		{"peer address IPv6 unspecified", func(c *Config) { c.Peers[1].Address = "::" }, "peers[1].address", "::", "unspecified"},
+		{"peer address loopback", func(c *Config) { c.Peers[0].Address = "127.0.0.1" }, "peers[0].address", "127.0.0.1", "loopback"},
+		{"peer address loopback 127/8", func(c *Config) { c.Peers[0].Address = "127.1.2.3" }, "peers[0].address", "127.1.2.3", "loopback"},
+		{"peer address IPv6 loopback", func(c *Config) { c.Peers[1].Address = "::1" }, "peers[1].address", "::1", "loopback"},
+		{"peer address IPv4 link-local", func(c *Config) { c.Peers[0].Address = "169.254.1.1" }, "peers[0].address", "169.254.1.1", "link-local"},
+		{"peer is the router ID, no nodeAddresses", func(c *Config) {
+			c.NodeAddresses, c.ListenAddresses = nil, nil
+			c.Peers[0].Address = c.RouterID
+		}, "peers[0].address", "192.0.2.11", "routerID"},
+		{"peer is a node address that is not the router ID", func(c *Config) {
+			c.NodeAddresses = append(c.NodeAddresses, "192.0.2.12")
+			c.Peers[0].Address = "192.0.2.12"
+		}, "peers[0].address", "192.0.2.12", "nodeAddresses[2]"},
+		{"peer is a listen address", func(c *Config) {
+			c.NodeAddresses = nil
+			c.ListenAddresses = []string{"192.0.2.13"}
+			c.Peers[0].Address = "192.0.2.13"
+		}, "peers[0].address", "192.0.2.13", "listenAddresses[0]"},
 		{"peer inside own pod CIDR", func(c *Config) { c.Peers[0].Address = "10.244.1.7" }, "peers[0].address", "10.244.1.7", "10.244.1.0/24"},
 		{"peer inside own v6 pod CIDR", func(c *Config) { c.Peers[1].Address = "fd00:10:244:1::7" }, "peers[1].address", "fd00:10:244:1::7", "fd00:10:244:1::/64"},
 		{"peer is this node", func(c *Config) { c.Peers[1].Address = "2001:db8:0:1::11" }, "peers[1].address", "2001:db8:0:1::11", "nodeAddresses[1]"},
@@ -212,6 +249,17 @@ func TestValidateAccepts(t *testing.T) {
 		{"password of 80 bytes", func(c *Config) { c.Peers[0].Password = strings.Repeat("p", maxPasswordBytes) }},
 		{"restart time 4095s", func(c *Config) { c.GracefulRestart.RestartTime = dur(4095 * time.Second) }},
 		{"peer in another node's pod CIDR", func(c *Config) { c.Peers[0].Address = "10.244.2.7" }},
+		{"CNI 0.3.1", func(c *Config) { c.CNIVersion = "0.3.1" }},
+		{"CNI 0.4.0", func(c *Config) { c.CNIVersion = "0.4.0" }},
+		{"CNI 1.1.0", func(c *Config) { c.CNIVersion = "1.1.0" }},
+		{"CNI chain empty", func(c *Config) { c.CNIChain = []string{} }},
+		{"CNI chain reordered", func(c *Config) { c.CNIChain = []string{"bandwidth", "portmap"} }},
+		// With nodeAddresses given, the router ID is only an identifier.
+		{"peer is the router ID, which is not a node address", func(c *Config) {
+			c.NodeAddresses, c.ListenAddresses = []string{"192.0.2.99"}, nil
+			c.Peers[0].Address = c.RouterID
+		}},
+		{"peer with an IPv6 unique local address", func(c *Config) { c.Peers[1].Address = "fd00::1" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,6 +312,8 @@ func TestApplyDefaults(t *testing.T) {
 		{"grpcSocket", c.GRPCSocket, DefaultGRPCSocket},
 		{"gobgpAPI", c.GoBGPAPI, DefaultGoBGPAPI},
 		{"logLevel", c.LogLevel, DefaultLogLevel},
+		{"cniVersion", c.CNIVersion, "1.0.0"},
+		{"cniChain", strings.Join(c.CNIChain, ","), "portmap,bandwidth"},
 		{"gracefulRestart.enabled", c.GracefulRestart.IsEnabled(), true},
 		{"gracefulRestart.restartTime", c.GracefulRestart.RestartTime.Duration, DefaultRestartTime},
 		{"gracefulRestart.staleRouteTimeout", c.GracefulRestart.StaleRouteTimeout.Duration, c.GracefulRestart.RestartTime.Duration},
@@ -400,7 +450,7 @@ func TestMarshalParseRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(Marshal(c)): %v\n%s", err, data)
 			}
-			if !reflect.DeepEqual(back, c) {
+			if !reflect.DeepEqual(withoutReadNotes(back), withoutReadNotes(c)) {
 				t.Errorf("round trip changed the config:\nwant %+v\ngot  %+v\nyaml:\n%s", c, back, data)
 			}
 		})
@@ -424,7 +474,7 @@ func TestMarshalLeavesOutUnsetDurations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(back, c) {
+	if !reflect.DeepEqual(withoutReadNotes(back), c) {
 		t.Errorf("decode(Marshal(c)) = %+v, want %+v", back, c)
 	}
 }

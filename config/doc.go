@@ -14,6 +14,10 @@
 // kernel (ASN ranges, RFC 4724 restart time, route protocol numbers that
 // other routing daemons own) and hands the daemon typed values (netip.Prefix,
 // netip.Addr, time.Duration) so that no other package re-parses strings.
+// Where another package owns a rule, config asks it rather than keep a copy:
+// the reserved route protocol numbers come from routes.ReservedProtocols,
+// the CNI versions podroute-cni speaks and the plugins it can chain from
+// package cni.
 //
 // The daemon's order is Read, Override (command-line flags win over the
 // file), ApplyDefaults, Validate; Load does the same without overrides.

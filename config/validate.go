@@ -7,13 +7,19 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/podroute/podroute/cni"
+	"github.com/podroute/podroute/routes"
 )
 
 // FieldError is one problem with one configuration value.
@@ -27,7 +33,29 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, e.Value, e.Allowed)
+	// The path holds keys as written too: an unknown key can be long.
+	field := shorten(e.Field)
+	if len(e.Value) > maxShownValue {
+		return fmt.Sprintf("%s: invalid value %q (%d bytes): %s", field, shorten(e.Value), len(e.Value), e.Allowed)
+	}
+	return fmt.Sprintf("%s: invalid value %q: %s", field, e.Value, e.Allowed)
+}
+
+// maxShownValue is how much of a value a message repeats: enough to
+// recognise it, not a 10 MB paste echoed into the log.
+const maxShownValue = 64
+
+// shorten cuts s to maxShownValue bytes (on a character boundary) and
+// marks the cut with an ellipsis.
+func shorten(s string) string {
+	if len(s) <= maxShownValue {
+		return s
+	}
+	cut := maxShownValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // FieldErrors returns every *FieldError inside err, however deeply it was
@@ -75,30 +103,60 @@ const (
 	maxMaxPrefixes  = 10_000_000
 )
 
-// reservedProtocols are the kernel route protocol numbers other software
-// owns. podroute deletes routes carrying its own number, so sharing a
-// number with another daemon would let podroute delete that daemon's routes.
-var reservedProtocols = []struct {
-	lo, hi int
-	owner  string
-}{
-	{0, 4, "the kernel (unspec, redirect, kernel, boot, static)"},
-	{8, 16, "gated, ra, mrt, zebra, bird, dnrouted, xorp, ntk, dhcp"},
-	{17, 18, "mrouted, keepalived"},
-	{42, 42, "babel"},
-	{99, 99, "openr"},
-	{186, 198, "FRR (bgp, isis, ospf, rip, ripng, nhrp, eigrp, ldp, sharp, pbr, static, openfabric, srte)"},
+const maxRouteProtocol = 255 // rtm_protocol is one byte
+
+// What the integer keys allow, in one place: Validate's range checks and
+// Read's type checks (a string, a fraction, or a number too large for the
+// field's Go type) say the same thing about the same key.
+const (
+	asnAllowed        = "must be 1..4294967294 (not 23456, AS_TRANS)"
+	listenPortAllowed = "must be 0 (do not listen) or 1..65535; leave it out for 179"
+	routeTableAllowed = "must be 1..4294967295 except 253 and 255, which the kernel reserves for its default and local tables (254 is main, the default)"
+	cniMTUAllowed     = "must be 0 (use the uplink's MTU) or 1280..65535 (1280 is IPv6's minimum)"
+	peerPortAllowed   = "must be 1..65535; leave it out for 179"
+	multihopAllowed   = "must be 0..255: the eBGP multihop TTL, 0 (the default) for a directly connected neighbour"
+)
+
+var maxPrefixesAllowed = fmt.Sprintf("must be 1..%d; leave it out for %d (there is no unlimited)", maxMaxPrefixes, DefaultMaxPrefixes)
+
+// numberRules maps each integer key (list indexes written as []) to what
+// it allows. TestEveryIntegerKeyHasARule keeps it complete.
+var numberRules = map[string]string{
+	"asn":                 asnAllowed,
+	"listenPort":          listenPortAllowed,
+	"routeProtocol":       "must be one of " + allowedProtocols(),
+	"routeTable":          routeTableAllowed,
+	"cniMTU":              cniMTUAllowed,
+	"peers[].asn":         asnAllowed,
+	"peers[].port":        peerPortAllowed,
+	"peers[].multihopTTL": multihopAllowed,
+	"peers[].maxPrefixes": maxPrefixesAllowed,
 }
 
-const maxRouteProtocol = 255 // rtm_protocol is one byte
+var listIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
+// numberRule is what the integer key at path allows; for a key without a
+// rule (there should be none), the range of its Go type.
+func numberRule(path string, t reflect.Type) string {
+	if rule, ok := numberRules[listIndex.ReplaceAllString(path, "[]")]; ok {
+		return rule
+	}
+	if t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+		return fmt.Sprintf("must be a whole number 0..%d", uint64(1)<<t.Bits()-1)
+	}
+	return fmt.Sprintf("must be a whole number %d..%d", -(int64(1) << (t.Bits() - 1)), int64(1)<<(t.Bits()-1)-1)
+}
 
 var logLevels = []string{"debug", "info", "warn", "error"}
 
 // Validate checks the configuration as it will be used, after ApplyDefaults
 // and Override. It returns every problem it finds, joined, so that one run
 // shows the operator everything to fix; FieldErrors splits them again.
+//
+// Problems Read found (values it left out) come first; checks that would
+// only repeat them, such as "required" for a value left out, are dropped.
 func (c *Config) Validate() error {
-	v := &validator{}
+	v := &validator{written: c.read.written}
 
 	if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 {
 		v.add("nodeName", c.NodeName, required(c.NodeName)+"must be the Kubernetes node name, a DNS-1123 subdomain: "+strings.Join(errs, "; "))
@@ -112,7 +170,7 @@ func (c *Config) Validate() error {
 		v.addr(fmt.Sprintf("listenAddresses[%d]", i), s)
 	}
 	if c.ListenPort != nil && (*c.ListenPort < 0 || *c.ListenPort > 65535) {
-		v.add("listenPort", strconv.Itoa(int(*c.ListenPort)), "must be 0 (do not listen) or 1..65535; leave it out for 179")
+		v.add("listenPort", strconv.Itoa(int(*c.ListenPort)), listenPortAllowed)
 	}
 
 	pools := v.pools(c.PodPools)
@@ -129,10 +187,20 @@ func (c *Config) Validate() error {
 			nodeAddrs[a] = fmt.Sprintf("listenAddresses[%d]", i)
 		}
 	}
+	// Without nodeAddresses, the router ID is the one address known to be
+	// this node's (it usually is the node's IPv4 address). With them, the
+	// router ID may be any 32-bit identifier and says nothing.
+	if len(c.NodeAddresses) == 0 {
+		if a, err := netip.ParseAddr(c.RouterID); err == nil {
+			if _, listed := nodeAddrs[a]; !listed {
+				nodeAddrs[a] = "routerID, taken as this node's address because nodeAddresses is empty"
+			}
+		}
+	}
 
 	v.routeProtocol(c.RouteProtocol)
 	if t := c.RouteTable; t < 1 || t > math.MaxUint32 || t == 253 || t == 255 {
-		v.add("routeTable", strconv.Itoa(t), "must be 1..4294967295 except 253 and 255, which the kernel reserves for its default and local tables (254 is main, the default)")
+		v.add("routeTable", strconv.Itoa(t), routeTableAllowed)
 	}
 	v.seconds("resyncInterval", c.ResyncInterval, time.Second, 0, false)
 
@@ -155,18 +223,63 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.CNIMTU != 0 && (c.CNIMTU < 1280 || c.CNIMTU > 65535) {
-		v.add("cniMTU", strconv.Itoa(c.CNIMTU), "must be 0 (use the uplink's MTU) or 1280..65535 (1280 is IPv6's minimum)")
+		v.add("cniMTU", strconv.Itoa(c.CNIMTU), cniMTUAllowed)
+	}
+	if !slices.Contains(cni.SupportedVersions, c.CNIVersion) {
+		v.add("cniVersion", c.CNIVersion, fmt.Sprintf("must be one of %s, the CNI versions podroute-cni speaks; leave it out for %s, which containerd 1.6 and 1.7 accept (they refuse 1.1.0)",
+			strings.Join(cni.SupportedVersions, ", "), cni.DefaultCNIVersion))
+	}
+	seenChain := map[string]int{}
+	for i, typ := range c.CNIChain {
+		field := fmt.Sprintf("cniChain[%d]", i)
+		if !slices.Contains(cni.ChainPluginTypes(), typ) {
+			v.add(field, typ, fmt.Sprintf("must be one of %s (plugins podrouted can chain after podroute-cni); [] for none", strings.Join(cni.ChainPluginTypes(), ", ")))
+		} else if first, dup := seenChain[typ]; dup {
+			v.add(field, typ, fmt.Sprintf("must be listed once: cniChain[%d] is already %s", first, typ))
+		} else {
+			seenChain[typ] = i
+		}
 	}
 	if !slices.Contains(logLevels, c.LogLevel) {
 		v.add("logLevel", c.LogLevel, "must be one of "+strings.Join(logLevels, ", "))
 	}
 
 	v.peers(c, cidrs, nodeAddrs)
-	return errors.Join(v.errs...)
+
+	errs := slices.Clone(c.read.problems)
+	for _, err := range v.errs {
+		if fe, ok := err.(*FieldError); !ok || !c.read.leftOut(fe.Field) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// leftOut reports whether field is, or is inside, a value Read left out.
+func (r readNotes) leftOut(field string) bool {
+	for _, p := range r.left {
+		if field == p || strings.HasPrefix(field, p+".") || strings.HasPrefix(field, p+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 type validator struct {
 	errs []error
+	// written holds durations as the file wrote them (readNotes.written).
+	written map[string]string
+}
+
+// duration is d as the file wrote it when it still holds that value (an
+// override or a default may have replaced it), else Go's form of it.
+func (v *validator) duration(field string, d time.Duration) string {
+	if w, ok := v.written[field]; ok {
+		if parsed, err := time.ParseDuration(w); err == nil && parsed == d {
+			return w
+		}
+	}
+	return d.String()
 }
 
 func (v *validator) add(field, value, allowed string) {
@@ -175,7 +288,7 @@ func (v *validator) add(field, value, allowed string) {
 
 func (v *validator) asn(field string, asn uint32) {
 	if asn == 0 || asn == asTrans || asn == math.MaxUint32 {
-		v.add(field, strconv.FormatUint(uint64(asn), 10), "must be 1..4294967294 (not 23456, AS_TRANS)")
+		v.add(field, strconv.FormatUint(uint64(asn), 10), asnAllowed)
 	}
 }
 
@@ -278,10 +391,12 @@ func (v *validator) podCIDRs(ss []string, pools []netip.Prefix) []netip.Prefix {
 	return out
 }
 
+// routeProtocol checks the number against routes.ReservedProtocols, the
+// list the reconciler itself enforces, so the two cannot disagree.
 func (v *validator) routeProtocol(n int) {
-	for _, r := range reservedProtocols {
-		if n >= r.lo && n <= r.hi {
-			v.add("routeProtocol", strconv.Itoa(n), fmt.Sprintf("must be one of %s, numbers no other routing software uses (%s: %s)", allowedProtocols(), span(r.lo, r.hi), r.owner))
+	if n >= 0 && n <= maxRouteProtocol {
+		if r, reserved := routes.ReservedProtocol(uint8(n)); reserved {
+			v.add("routeProtocol", strconv.Itoa(n), fmt.Sprintf("must be one of %s, numbers no other routing software uses (%s: %s)", allowedProtocols(), span(int(r.Lo), int(r.Hi)), r.Owners()))
 			return
 		}
 	}
@@ -293,16 +408,16 @@ func (v *validator) routeProtocol(n int) {
 	}
 }
 
-// allowedProtocols spells out the gaps between reservedProtocols, so the
-// message and the check cannot disagree.
+// allowedProtocols spells out the gaps between routes.ReservedProtocols,
+// so the message and the check cannot disagree.
 func allowedProtocols() string {
 	var spans []string
 	next := 0
-	for _, r := range reservedProtocols {
-		if r.lo > next {
-			spans = append(spans, span(next, r.lo-1))
+	for _, r := range routes.ReservedProtocols {
+		if int(r.Lo) > next {
+			spans = append(spans, span(next, int(r.Lo)-1))
 		}
-		next = r.hi + 1
+		next = int(r.Hi) + 1
 	}
 	if next <= maxRouteProtocol {
 		spans = append(spans, span(next, maxRouteProtocol))
@@ -325,15 +440,27 @@ func (v *validator) seconds(field string, d metav1.Duration, lo, hi time.Duratio
 	if !bad {
 		return true
 	}
-	allowed := "must be at least " + lo.String()
+	allowed := "must be at least " + durationBound(lo)
 	if hi > 0 {
-		allowed = fmt.Sprintf("must be %s..%s", lo, hi)
+		allowed = fmt.Sprintf("must be %s..%s", durationBound(lo), durationBound(hi))
 	}
 	if wholeSeconds {
 		allowed += " in whole seconds"
 	}
-	v.add(field, d.Duration.String(), allowed)
+	v.add(field, v.duration(field, d.Duration), allowed)
 	return false
+}
+
+// durationBound writes a limit the way REFERENCE.md does ("4095s",
+// "1h"), not as Go's "1h8m15s".
+func durationBound(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
 }
 
 func (v *validator) gobgpAPI(s string) {
@@ -388,7 +515,7 @@ func (v *validator) peers(c *Config, podCIDRs []netip.Prefix, own map[netip.Addr
 			}
 		}
 		if p.Port < 1 || p.Port > 65535 {
-			v.add(f("port"), strconv.Itoa(int(p.Port)), "must be 1..65535; leave it out for 179")
+			v.add(f("port"), strconv.Itoa(int(p.Port)), peerPortAllowed)
 		}
 		if p.Passive && c.Port() == 0 {
 			v.add(f("passive"), "true", "a passive peer waits for the other side to connect, but listenPort is 0 so nothing listens")
@@ -399,7 +526,7 @@ func (v *validator) peers(c *Config, podCIDRs []netip.Prefix, own map[netip.Addr
 		holdOK := v.seconds(f("holdTime"), p.HoldTime, minHoldTime, maxHoldTime, true)
 		ka := p.KeepaliveInterval.Duration
 		if ka < time.Second || ka%time.Second != 0 || (holdOK && ka >= p.HoldTime.Duration) {
-			v.add(f("keepaliveInterval"), ka.String(), fmt.Sprintf("must be whole seconds, at least 1s and less than holdTime (%s); leave it out for a third of holdTime", p.HoldTime.Duration))
+			v.add(f("keepaliveInterval"), v.duration(f("keepaliveInterval"), ka), fmt.Sprintf("must be whole seconds, at least 1s and less than holdTime (%s); leave it out for a third of holdTime", v.duration(f("holdTime"), p.HoldTime.Duration)))
 		}
 		v.seconds(f("connectRetry"), p.ConnectRetry, time.Second, 0, true)
 		if len(p.Password) > maxPasswordBytes {
@@ -407,17 +534,33 @@ func (v *validator) peers(c *Config, podCIDRs []netip.Prefix, own map[netip.Addr
 			v.add(f("password"), fmt.Sprintf("<%d bytes>", len(p.Password)), fmt.Sprintf("must be at most %d bytes (the kernel's TCP MD5 key limit)", maxPasswordBytes))
 		}
 		if p.MaxPrefixes < 1 || p.MaxPrefixes > maxMaxPrefixes {
-			v.add(f("maxPrefixes"), strconv.FormatUint(uint64(p.MaxPrefixes), 10), fmt.Sprintf("must be 1..%d; leave it out for %d (there is no unlimited)", maxMaxPrefixes, DefaultMaxPrefixes))
+			v.add(f("maxPrefixes"), strconv.FormatUint(uint64(p.MaxPrefixes), 10), maxPrefixesAllowed)
 		}
 	}
 }
 
+// limitedBroadcast is 255.255.255.255 (RFC 919), which netip has no test for.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
 // peerAddress refuses peer addresses that cannot be a neighbour: addresses
-// that are not unicast, a pod's address on this very node, or this node's
-// own address.
+// that are not unicast, loopback and IPv4 link-local addresses, a pod's
+// address on this very node, or this node's own address.
 func (v *validator) peerAddress(field, s string, a netip.Addr, podCIDRs []netip.Prefix, own map[netip.Addr]string) {
-	if a.IsUnspecified() || a.IsMulticast() {
-		v.add(field, s, "must be a unicast address")
+	switch {
+	case a.IsUnspecified():
+		v.add(field, s, "must be a unicast address, not the unspecified address")
+		return
+	case a == limitedBroadcast:
+		v.add(field, s, "must be a unicast address, not the limited broadcast address")
+		return
+	case a.IsMulticast():
+		v.add(field, s, "must be a unicast address, not a multicast one (224.0.0.0/4, ff00::/8)")
+		return
+	case a.IsLoopback():
+		v.add(field, s, "must not be a loopback address (127.0.0.0/8, ::1): a neighbour is another router, reached over the network")
+		return
+	case a.Is4() && a.IsLinkLocalUnicast():
+		v.add(field, s, "must not be an IPv4 link-local address (169.254.0.0/16): those are not routed, and podroute's pods use 169.254.1.1 as their gateway")
 		return
 	}
 	for _, p := range podCIDRs {

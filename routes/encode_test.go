@@ -398,23 +398,76 @@ func TestParseNlmsgerr(t *testing.T) {
 
 func TestCheckProtocol(t *testing.T) {
 	for _, p := range []uint8{0, 2, 12, 186} {
-		err := checkProtocol(p)
+		err := CheckProtocol(p)
 		if err == nil {
-			t.Errorf("checkProtocol(%d) accepted a protocol another router writes", p)
+			t.Errorf("CheckProtocol(%d) accepted a protocol another router writes", p)
 			continue
 		}
 		// The error must name the number so the operator knows which
 		// setting to change.
 		if !strings.Contains(err.Error(), fmt.Sprint(p)) {
-			t.Errorf("checkProtocol(%d) = %q, does not name the number", p, err)
+			t.Errorf("CheckProtocol(%d) = %q, does not name the number", p, err)
 		}
 	}
-	if err := checkProtocol(201); err != nil {
-		t.Errorf("checkProtocol(201) = %v, want nil (podroute's default)", err)
+	if err := CheckProtocol(201); err != nil {
+		t.Errorf("CheckProtocol(201) = %v, want nil (podroute's default)", err)
 	}
 	// New must refuse before opening anything.
 	if r, err := New(Config{Protocol: 186}); err == nil {
 		r.Close()
 		t.Error("New accepted protocol 186 (FRR bgp)")
+	}
+}
+
+// TestReservedProtocols checks the one list config and the reconciler
+// share: ascending, not overlapping, one name per number, and the message
+// naming the owner of each number.
+func TestReservedProtocols(t *testing.T) {
+	next := 0
+	for i, r := range ReservedProtocols {
+		if int(r.Lo) < next || r.Hi < r.Lo {
+			t.Errorf("ReservedProtocols[%d] %d..%d overlaps or is out of order", i, r.Lo, r.Hi)
+		}
+		if len(r.Names) != int(r.Hi-r.Lo)+1 {
+			t.Errorf("ReservedProtocols[%d] %d..%d has %d names", i, r.Lo, r.Hi, len(r.Names))
+		}
+		next = int(r.Hi) + 1
+	}
+	for _, c := range []struct {
+		p    uint8
+		want string // in the error; "" means allowed
+	}{
+		{0, "reserved for unspec (the kernel)"},
+		{4, "reserved for static (the kernel)"},
+		{5, ""},
+		{7, ""},
+		{8, "reserved for gated"},
+		{12, "reserved for bird"},
+		{16, "reserved for dhcp"},
+		{18, "reserved for keepalived"},
+		{19, ""},
+		{42, "reserved for babel"},
+		{99, "reserved for openr"},
+		{185, ""},
+		{186, "reserved for bgp (FRR)"},
+		{196, "reserved for static (FRR)"},
+		{198, "reserved for srte (FRR)"},
+		{199, ""},
+		{201, ""},
+		{255, ""},
+	} {
+		err := CheckProtocol(c.p)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("CheckProtocol(%d) = %v, want nil", c.p, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("CheckProtocol(%d) = %v, want %q", c.p, err, c.want)
+		}
+	}
+	if r, ok := ReservedProtocol(190); !ok || r.Owners() != "FRR (bgp, isis, ospf, rip, ripng, nhrp, eigrp, ldp, sharp, pbr, static, openfabric, srte)" {
+		t.Errorf("ReservedProtocol(190) = %+v, %v", r, ok)
+	}
+	if r, _ := ReservedProtocol(17); r.Owners() != "mrouted, keepalived" {
+		t.Errorf("Owners of 17..18 = %q", r.Owners())
 	}
 }

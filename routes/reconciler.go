@@ -93,7 +93,7 @@ type Stats struct {
 
 // New checks cfg and opens the netlink sockets; Start begins the work.
 func New(cfg Config) (*Reconciler, error) {
-	if err := checkProtocol(cfg.Protocol); err != nil {
+	if err := CheckProtocol(cfg.Protocol); err != nil {
 		return nil, err
 	}
 	if cfg.Table == 0 {
@@ -135,26 +135,6 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// reservedProtocols are numbers that the kernel, FRR, BIRD and other
-// routing daemons write; owning one of them would mean deleting their
-// routes.
-var reservedProtocols = map[uint8]string{
-	0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static",
-	8: "gated", 9: "ra", 10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted",
-	14: "xorp", 15: "ntk", 16: "dhcp", 17: "mrouted", 18: "keepalived", 42: "babel", 99: "openr",
-	186: "bgp (FRR)", 187: "isis (FRR)", 188: "ospf (FRR)", 189: "rip (FRR)",
-	190: "ripng (FRR)", 191: "nhrp (FRR)", 192: "eigrp (FRR)", 193: "ldp (FRR)",
-	194: "sharp (FRR)", 195: "pbr (FRR)", 196: "static (FRR)", 197: "openfabric (FRR)",
-	198: "srte (FRR)",
-}
-
-func checkProtocol(p uint8) error {
-	if name, ok := reservedProtocols[p]; ok {
-		return fmt.Errorf("route protocol %d is reserved for %s; pick a number no other routing software uses (podroute's default is 201)", p, name)
-	}
-	return nil
 }
 
 func (r *Reconciler) closeNS() {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/podroute/podroute/cni"
 )
 
 // buildVersion is set at build time with -ldflags "-X main.buildVersion=v1.2.3".
@@ -23,5 +25,5 @@ func main() {
 		Check:  cmdCheck,
 		Status: cmdStatus,
 		GC:     cmdGC,
-	}, version.PluginSupports("0.3.1", "0.4.0", "1.0.0", "1.1.0"), "podroute-cni "+buildVersion+": routed pod networking for podroute")
+	}, version.PluginSupports(cni.SupportedVersions...), "podroute-cni "+buildVersion+": routed pod networking for podroute")
 }

@@ -44,6 +44,13 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if !cni.NetnsExists(args.Netns) {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q does not exist", args.Netns), "")
 	}
+	// skel makes the same check, but only after ADD has wired the node
+	// itself and printed its result (then its error: two documents).
+	if own, err := cni.IsOwnNetns(args.Netns); err != nil {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q: %v", args.Netns, err), "")
+	} else if own {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("CNI_NETNS %q is podroute-cni's own network namespace (the node's): a pod must have a namespace of its own", args.Netns), "")
+	}
 	mtu := conf.MTU
 	if mtu == 0 {
 		if mtu, _, err = cni.UplinkMTU(); err != nil {
@@ -64,13 +71,21 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	faultPoint("after-alloc")
+	wired := false
 	defer func() {
-		// Setup removed its links already; give the addresses back too,
-		// so a failed ADD leaves nothing behind.
-		if err != nil {
-			if _, _, rerr := store.Release(att); rerr != nil {
-				err = fmt.Errorf("%w (and releasing %v failed: %v)", err, alloc.Addrs, rerr)
+		// A failed ADD leaves nothing behind: Setup removes the links it
+		// made when it fails itself; if a later step failed, remove them
+		// here, then give the addresses back.
+		if err == nil {
+			return
+		}
+		if wired {
+			if terr := cni.Teardown(cni.HostVethName(args.ContainerID, args.IfName)); terr != nil {
+				err = fmt.Errorf("%w (and removing the pod's veth failed: %v)", err, terr)
 			}
+		}
+		if _, _, rerr := store.Release(att); rerr != nil {
+			err = fmt.Errorf("%w (and releasing %v failed: %v)", err, alloc.Addrs, rerr)
 		}
 	}()
 	ifs, err := cni.Setup(cni.Attachment{
@@ -79,6 +94,10 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	wired = true
+	// In the version the config asks for (1.0.0 for containerd 1.6 and
+	// 1.7, which refuse a 1.1.0 result). Conversion happens before
+	// anything is printed, so a failure prints only skel's error.
 	return types.PrintResult(buildResult(args, conf, alloc.Addrs, ifs), conf.CNIVersion)
 }
 

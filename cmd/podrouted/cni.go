@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/podroute/podroute/cni"
+	"github.com/podroute/podroute/config"
 )
 
 // cniWriter writes the CNI network configuration for podroute-cni. The
@@ -18,11 +19,22 @@ type cniWriter struct {
 	log     *slog.Logger
 }
 
-func (w cniWriter) write(podCIDRs []netip.Prefix) error {
+// cniOptions are the conflist settings of the config file that the
+// writer does not hold itself.
+type cniOptions struct {
+	Version string   // cniVersion
+	Chain   []string // cniChain: nil means cni.DefaultChain(), empty none
+}
+
+func cniOptionsFrom(cfg *config.Config) cniOptions {
+	return cniOptions{Version: cfg.CNIVersion, Chain: cfg.CNIChain}
+}
+
+func (w cniWriter) write(podCIDRs []netip.Prefix, opts cniOptions) error {
 	if w.dir == "" || len(podCIDRs) == 0 {
 		return nil
 	}
-	conf := cni.ConfList{MTU: w.mtu, DataDir: w.ipamDir}
+	conf := cni.ConfList{MTU: w.mtu, DataDir: w.ipamDir, CNIVersion: opts.Version, Chain: opts.Chain}
 	for _, p := range podCIDRs {
 		conf.PodCIDRs = append(conf.PodCIDRs, p.String())
 	}

@@ -68,14 +68,18 @@ func run(args []string) int {
 	}
 
 	cfg, err := config.Read(*configPath)
-	if err != nil {
+	switch {
+	case err == nil:
+	case cfg != nil && !*kube:
+		// Values Read left out (wrong type, unknown key): Validate below
+		// reports them together with every other problem of the file.
+	case cfg == nil && *kube && errors.Is(err, os.ErrNotExist):
 		// In Kubernetes mode the file is optional: everything it would
 		// hold has a default or comes from the API server.
-		if !*kube || !errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(os.Stderr, "podrouted: %v\n", err)
-			return 1
-		}
 		cfg = &config.Config{}
+	default:
+		printConfigError(*configPath, err)
+		return 1
 	}
 	cfg.Override(o)
 	if *kube {
@@ -85,13 +89,7 @@ func run(args []string) int {
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "podrouted: invalid configuration in %s:\n", *configPath)
-		for _, fe := range config.FieldErrors(err) {
-			fmt.Fprintf(os.Stderr, "  %v\n", fe)
-		}
-		if len(config.FieldErrors(err)) == 0 {
-			fmt.Fprintf(os.Stderr, "  %v\n", err)
-		}
+		printConfigError(*configPath, err)
 		return 1
 	}
 	if *check {
@@ -102,6 +100,20 @@ func run(args []string) int {
 	return runWithSignals(cfg.LogLevel, func(ctx context.Context, log *slog.Logger, leaving func() bool) error {
 		return runDaemon(ctx, cfg, log, leaving, desiredFromConfig(cfg), nil, nil)
 	})
+}
+
+// printConfigError prints a configuration error, one problem per line
+// when it is made of field errors (README shows this layout).
+func printConfigError(path string, err error) {
+	fes := config.FieldErrors(err)
+	if len(fes) == 0 {
+		fmt.Fprintf(os.Stderr, "podrouted: %v\n", err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "podrouted: invalid configuration in %s:\n", path)
+	for _, fe := range fes {
+		fmt.Fprintf(os.Stderr, "  %v\n", fe)
+	}
 }
 
 // runWithSignals runs the daemon until SIGTERM or SIGINT.
