@@ -16,25 +16,22 @@ type cniWriter struct {
 	dir     string // empty: write nothing
 	mtu     int
 	ipamDir string
+	version string   // cniVersion
+	chain   []string // cniChain: nil means cni.DefaultChain(), empty none
 	log     *slog.Logger
 }
 
-// cniOptions are the conflist settings of the config file that the
-// writer does not hold itself.
-type cniOptions struct {
-	Version string   // cniVersion
-	Chain   []string // cniChain: nil means cni.DefaultChain(), empty none
+// newCNIWriter takes the conflist settings from the config file; they are
+// fixed for the life of the process in both modes.
+func newCNIWriter(cfg *config.Config, log *slog.Logger) cniWriter {
+	return cniWriter{dir: cfg.CNIConfDir, mtu: cfg.CNIMTU, ipamDir: cfg.IPAMDir, version: cfg.CNIVersion, chain: cfg.CNIChain, log: log}
 }
 
-func cniOptionsFrom(cfg *config.Config) cniOptions {
-	return cniOptions{Version: cfg.CNIVersion, Chain: cfg.CNIChain}
-}
-
-func (w cniWriter) write(podCIDRs []netip.Prefix, opts cniOptions) error {
+func (w cniWriter) write(podCIDRs []netip.Prefix) error {
 	if w.dir == "" || len(podCIDRs) == 0 {
 		return nil
 	}
-	conf := cni.ConfList{MTU: w.mtu, DataDir: w.ipamDir, CNIVersion: opts.Version, Chain: opts.Chain}
+	conf := cni.ConfList{MTU: w.mtu, DataDir: w.ipamDir, CNIVersion: w.version, Chain: w.chain}
 	for _, p := range podCIDRs {
 		conf.PodCIDRs = append(conf.PodCIDRs, p.String())
 	}

@@ -13,8 +13,8 @@ import (
 )
 
 // The conflist podrouted writes carries cniVersion and cniChain from the
-// config file, for every plugin, in both modes' path (desiredFromConfig
-// here; Kubernetes mode passes the same cniOptionsFrom(cfg)).
+// config file, for every plugin (both modes build the writer with
+// newCNIWriter from the config file).
 func TestConfListFollowsTheConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, extra string
@@ -32,8 +32,7 @@ func TestConfListFollowsTheConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := desiredFromConfig(cfg)
-			w := cniWriter{dir: cfg.CNIConfDir, mtu: cfg.CNIMTU, ipamDir: cfg.IPAMDir, log: slog.Default()}
-			if err := w.write(d.PodCIDRs, d.CNI); err != nil {
+			if err := newCNIWriter(cfg, slog.Default()).write(d.PodCIDRs); err != nil {
 				t.Fatal(err)
 			}
 			b, err := os.ReadFile(filepath.Join(dir, cni.DefaultConfListFile))

@@ -66,7 +66,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 	}
 	enableForwarding(initial.PodCIDRs, log)
 	node := &nodeApplier{speaker: speaker, routes: rec, log: log,
-		cni: cniWriter{dir: cfg.CNIConfDir, mtu: cfg.CNIMTU, ipamDir: cfg.IPAMDir, log: log}}
+		cni: newCNIWriter(cfg, log)}
 	if err := node.apply(ctx, initial); err != nil {
 		log.Error("apply configuration", "err", err)
 	}

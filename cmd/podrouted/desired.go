@@ -21,11 +21,6 @@ type desiredNode struct {
 	PodCIDRs []netip.Prefix
 	Peers    []bgp.Peer
 	Policy   bgp.Policy
-	// CNI is how the conflist is written besides the pod CIDRs. It comes
-	// from the config file in both modes and is the same in every
-	// desiredNode of a run; it travels here because this is what reaches
-	// the conflist writer on each change.
-	CNI cniOptions
 }
 
 // nodeApplier pushes a desiredNode to the speaker and the reconciler. Each
@@ -55,7 +50,7 @@ func (a *nodeApplier) apply(ctx context.Context, d desiredNode) error {
 		errs = append(errs, err)
 	}
 	// Last: pods get addresses only once routes to them can be announced.
-	if err := a.cni.write(d.PodCIDRs, d.CNI); err != nil {
+	if err := a.cni.write(d.PodCIDRs); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -71,6 +66,5 @@ func desiredFromConfig(cfg *config.Config) desiredNode {
 			Transit:            cfg.Transit,
 			ProtectedAddrs:     cfg.NodeAddrs(),
 		},
-		CNI: cniOptionsFrom(cfg),
 	}
 }

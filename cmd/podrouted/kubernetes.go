@@ -116,14 +116,14 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 						"asn", d.ASN, "router_id", d.RouterID, "route_protocol", d.RouteProtocol)
 				}
 				select {
-				case changes <- desiredFromCluster(d, cniOptionsFrom(cfg)):
+				case changes <- desiredFromCluster(d):
 				case <-ctx.Done():
 					return
 				}
 			}
 		}
 	}()
-	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first, cniOptionsFrom(cfg)), changes, ready)
+	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first), changes, ready)
 }
 
 // waitForNode waits for a desired state in which the local Node exists with
@@ -154,8 +154,8 @@ func waitForNode(ctx context.Context, latest <-chan cluster.Desired, node string
 	}
 }
 
-func desiredFromCluster(d cluster.Desired, opts cniOptions) desiredNode {
-	return desiredNode{PodCIDRs: d.PodCIDRs, Peers: d.Peers, Policy: d.Policy, CNI: opts}
+func desiredFromCluster(d cluster.Desired) desiredNode {
+	return desiredNode{PodCIDRs: d.PodCIDRs, Peers: d.Peers, Policy: d.Policy}
 }
 
 // podNamespace is podrouted's namespace: POD_NAMESPACE from the downward
