@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // BenchmarkBGPToKernel measures the figures of design.md's "Performance
@@ -476,7 +477,7 @@ func (l *bgpBenchLab) startPodrouted(b *testing.B, bin string) {
 	}
 	r.proc = p
 	l.c.Add("podrouted", func() error { return p.Stop(syscall.SIGKILL, 5*time.Second) })
-	waitFor(b, 15*time.Second, "podrouted running", func() error {
+	testutil.EventuallyEvery(b, benchPollInterval, 15*time.Second, "podrouted running", func() error {
 		if p.Exited() {
 			data, _ := os.ReadFile(p.LogPath)
 			return fmt.Errorf("exited: %v\n%s", p.Wait(), data)
@@ -518,7 +519,7 @@ protocol bgp frr {
 	}
 	r.proc = p
 	l.c.Add("bird", func() error { return p.Stop(syscall.SIGTERM, 5*time.Second) })
-	waitFor(b, 15*time.Second, "bird up", func() error {
+	testutil.EventuallyEvery(b, benchPollInterval, 15*time.Second, "bird up", func() error {
 		if p.Exited() {
 			data, _ := os.ReadFile(p.LogPath)
 			return fmt.Errorf("exited: %v\n%s", p.Wait(), data)
@@ -606,7 +607,7 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver) *bgpBenchRe
 
 	// The timed part: Established -> N routes of r's protocol in r's kernel.
 	var est time.Time
-	waitFor(b, 30*time.Second, r.name+" session Established (FRR's KEEPALIVE on the wire)", func() error {
+	testutil.EventuallyEvery(b, benchPollInterval, 30*time.Second, r.name+" session Established (FRR's KEEPALIVE on the wire)", func() error {
 		if est = r.wire.snapshot().established; est.IsZero() {
 			return errors.New("not yet")
 		}
@@ -640,7 +641,7 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver) *bgpBenchRe
 	debug.SetGCPercent(gcPercent)
 	// FRR's End-of-RIB follows its last UPDATE; it may come after the
 	// kernel has everything only by a hair, but never by much.
-	waitFor(b, bgpBenchStepLimit, "End-of-RIB from FRR", func() error {
+	testutil.EventuallyEvery(b, benchPollInterval, bgpBenchStepLimit, "End-of-RIB from FRR", func() error {
 		if r.wire.snapshot().eor.IsZero() {
 			return errors.New("not yet")
 		}
@@ -656,7 +657,7 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver) *bgpBenchRe
 		if err := r.proc.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 			b.Fatal(err)
 		}
-		waitFor(b, 20*time.Second, "podrouted profile written", func() error {
+		testutil.EventuallyEvery(b, benchPollInterval, 20*time.Second, "podrouted profile written", func() error {
 			_, err := os.Stat(filepath.Join(l.profDir, "done"))
 			return err
 		})
@@ -732,29 +733,17 @@ func loggedEstablished(logPath string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// waitFor polls cond every 5 ms until it returns nil or fails the
-// benchmark after timeout.
-func waitFor(b *testing.B, timeout time.Duration, what string, cond func() error) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: not after %v: %v", what, timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// benchPollInterval is how often the benchmark polls for a step it waits
+// on: short, so that waiting adds little to the steps it does not time by
+// an observer.
+const benchPollInterval = 5 * time.Millisecond
 
 // waitTime waits until get returns a time (recorded by an observer; the
 // polling interval does not affect it).
 func waitTime(b *testing.B, what string, get func() time.Time) time.Time {
 	b.Helper()
 	var t time.Time
-	waitFor(b, bgpBenchStepLimit, what, func() error {
+	testutil.EventuallyEvery(b, benchPollInterval, bgpBenchStepLimit, what, func() error {
 		if t = get(); t.IsZero() {
 			return errors.New("not yet")
 		}

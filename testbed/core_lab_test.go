@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // This file builds the two-node lab of the routing-core tests:
@@ -290,7 +291,7 @@ func ping(ns *Netns, dst string, count int, interval time.Duration) (sent, recei
 func waitRoute(t *testing.T, n *coreNode, family, dst, gw string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	eventually(t, timeout, fmt.Sprintf("node %s route %s via %q", n.name, dst, gw), func() error {
+	testutil.Eventually(t, timeout, fmt.Sprintf("node %s route %s via %q", n.name, dst, gw), func() error {
 		routes, err := n.ownRoutes(family)
 		if err != nil {
 			return err
@@ -313,7 +314,7 @@ func waitRoute(t *testing.T, n *coreNode, family, dst, gw string, timeout time.D
 
 func waitEstablished(t *testing.T, l *coreLab, peers ...string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "FRR sessions Established", func() error {
+	testutil.Eventually(t, 30*time.Second, "FRR sessions Established", func() error {
 		nbrs, err := l.frr.BGPNeighbors()
 		if err != nil {
 			return err
@@ -335,7 +336,7 @@ func TestCoreFRRReachabilityRestartWithdrawal(t *testing.T) {
 	waitEstablished(t, l, allCorePeers...)
 
 	// FRR's RIB holds both pod CIDRs, from the right nodes.
-	eventually(t, 20*time.Second, "pod CIDRs in FRR's RIB", func() error {
+	testutil.Eventually(t, 20*time.Second, "pod CIDRs in FRR's RIB", func() error {
 		for fam, want := range map[string]map[string]string{
 			"ipv4": {"10.244.1.0/24": "172.31.1.2", "10.244.2.0/24": "172.31.2.2"},
 			"ipv6": {"fd00:244:0:1::/64": "fd00:31:1::2", "fd00:244:0:2::/64": "fd00:31:2::2"},
@@ -499,7 +500,7 @@ func TestCoreMaxPrefixes(t *testing.T) {
 	// b's sessions and a's v6 session come up; a's v4 session must not
 	// stay up with 11 prefixes against a limit of 5.
 	waitEstablished(t, l, "172.31.2.2", "fd00:31:1::2", "fd00:31:2::2")
-	eventually(t, 30*time.Second, "node a tears down its v4 session", func() error {
+	testutil.Eventually(t, 30*time.Second, "node a tears down its v4 session", func() error {
 		out, err := l.a.cli(l, "status")
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // newCleanupForTest returns a Cleanup that runs when the test ends, on every
@@ -78,23 +80,6 @@ func startTestFRR(t *testing.T, c *Cleanup, ns *Netns, spec RouterSpec) *FRR {
 		}
 	})
 	return f
-}
-
-// eventually polls cond until it returns nil, failing the test with cond's
-// last error after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func TestHarnessRunID(t *testing.T) {
@@ -303,7 +288,7 @@ func TestHarnessProcessStopEscalatesToKill(t *testing.T) {
 	}
 	c.Add("process", p.Kill)
 
-	eventually(t, 5*time.Second, "process logged ready", func() error {
+	testutil.Eventually(t, 5*time.Second, "process logged ready", func() error {
 		data, _ := os.ReadFile(logPath)
 		if !strings.Contains(string(data), "ready") {
 			return fmt.Errorf("log so far: %q", data)
@@ -397,8 +382,8 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, 30*time.Second, "r1 sessions Established", established(f1, "10.0.12.2", "2001:db8:12::2"))
-	eventually(t, 30*time.Second, "r2 sessions Established", established(f2, "10.0.12.1", "2001:db8:12::1"))
+	testutil.Eventually(t, 30*time.Second, "r1 sessions Established", established(f1, "10.0.12.2", "2001:db8:12::2"))
+	testutil.Eventually(t, 30*time.Second, "r2 sessions Established", established(f2, "10.0.12.1", "2001:db8:12::1"))
 
 	hasPath := func(f *FRR, family, prefix, nexthop string) func() error {
 		return func() error {
@@ -412,10 +397,10 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, 10*time.Second, "r1 learned r2's v4 prefix", hasPath(f1, "ipv4", "10.2.0.0/24", "10.0.12.2"))
-	eventually(t, 10*time.Second, "r1 learned r2's v6 prefix", hasPath(f1, "ipv6", "2001:db8:2::/64", "2001:db8:12::2"))
-	eventually(t, 10*time.Second, "r2 learned r1's v4 prefix", hasPath(f2, "ipv4", "10.1.0.0/24", "10.0.12.1"))
-	eventually(t, 10*time.Second, "r2 learned r1's v6 prefix", hasPath(f2, "ipv6", "2001:db8:1::/64", "2001:db8:12::1"))
+	testutil.Eventually(t, 10*time.Second, "r1 learned r2's v4 prefix", hasPath(f1, "ipv4", "10.2.0.0/24", "10.0.12.2"))
+	testutil.Eventually(t, 10*time.Second, "r1 learned r2's v6 prefix", hasPath(f1, "ipv6", "2001:db8:2::/64", "2001:db8:12::2"))
+	testutil.Eventually(t, 10*time.Second, "r2 learned r1's v4 prefix", hasPath(f2, "ipv4", "10.1.0.0/24", "10.0.12.1"))
+	testutil.Eventually(t, 10*time.Second, "r2 learned r1's v6 prefix", hasPath(f2, "ipv6", "2001:db8:1::/64", "2001:db8:12::1"))
 	nbrs, err := f1.BGPNeighbors()
 	if err != nil {
 		t.Fatal(err)
@@ -438,8 +423,8 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 			return fmt.Errorf("%s kernel has no bgp route %s dev %s: %+v", ns.Name, dst, dev, routes)
 		}
 	}
-	eventually(t, 10*time.Second, "zebra installed r2's v4 prefix in r1's kernel", inKernel(r1, "ipv4", "10.2.0.0/24", "to-r2"))
-	eventually(t, 10*time.Second, "zebra installed r2's v6 prefix in r1's kernel", inKernel(r1, "ipv6", "2001:db8:2::/64", "to-r2"))
+	testutil.Eventually(t, 10*time.Second, "zebra installed r2's v4 prefix in r1's kernel", inKernel(r1, "ipv4", "10.2.0.0/24", "to-r2"))
+	testutil.Eventually(t, 10*time.Second, "zebra installed r2's v6 prefix in r1's kernel", inKernel(r1, "ipv6", "2001:db8:2::/64", "to-r2"))
 	if routes, err := f1.Routes("ipv4"); err != nil || len(routes["10.2.0.0/24"]) == 0 || !routes["10.2.0.0/24"][0].Installed {
 		t.Errorf("zebra's RIB in r1 does not show 10.2.0.0/24 installed: %v %v", routes["10.2.0.0/24"], err)
 	}
@@ -472,7 +457,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 			t.Errorf("old r2 %s (pid %d) survived Restart", daemon, pid)
 		}
 	}
-	eventually(t, 30*time.Second, "r1 sessions re-Established after r2 restart", func() error {
+	testutil.Eventually(t, 30*time.Second, "r1 sessions re-Established after r2 restart", func() error {
 		if err := established(f1, "10.0.12.2", "2001:db8:12::2")(); err != nil {
 			return err
 		}
@@ -485,7 +470,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 10*time.Second, "r2's v4 prefix back in r1's kernel", inKernel(r1, "ipv4", "10.2.0.0/24", "to-r2"))
+	testutil.Eventually(t, 10*time.Second, "r2's v4 prefix back in r1's kernel", inKernel(r1, "ipv4", "10.2.0.0/24", "to-r2"))
 
 	// Teardown, explicitly, so its result can be checked.
 	pids := map[string]int{}

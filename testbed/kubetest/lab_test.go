@@ -355,24 +355,6 @@ func (l *lab) createNode(ctx context.Context, n *labNode, annotations map[string
 	return nil
 }
 
-// eventually polls cond every 200 ms until it returns nil (and returns how
-// long that took) or fails the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	begin := time.Now()
-	deadline := begin.Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(begin)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // status asks podrouted on n through its socket with the podroute CLI,
 // run inside the node's namespace as an operator would.
 func (l *lab) status(n *labNode) (*api.GetStatusResponse, error) {
