@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Process is a long-running program we started (podrouted, bird, tcpdump),
@@ -109,4 +113,44 @@ func (p *Process) Kill() error {
 		// Only a process stuck in the kernel (D state) ignores SIGKILL this long.
 		return fmt.Errorf("process %s (pid %d): still running 10s after SIGKILL", p.Name, p.Pid())
 	}
+}
+
+// processMatches reports whether pid runs and its command line contains
+// marker.
+func processMatches(pid int, marker string) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(cmdline) == 0 {
+		return false
+	}
+	return strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), marker)
+}
+
+// stopRecorded stops a process from an earlier run of the CLI: pinned by a
+// pidfd first, so the PID cannot be reused between the check and the
+// signal; SIGTERM, then SIGKILL after 5 s.
+func stopRecorded(pid int, marker string) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // gone
+	}
+	defer unix.Close(fd)
+	if !processMatches(pid, marker) {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(fd, syscall.SIGTERM, nil, 0); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for processMatches(pid, marker) {
+		if time.Now().After(deadline) {
+			_ = unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0)
+			time.Sleep(200 * time.Millisecond)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }

@@ -1,0 +1,82 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podroute/podroute/internal/testutil"
+)
+
+func TestHarnessProcessStopEscalatesToKill(t *testing.T) {
+	skipUnlessLabMachine(t, false)
+	c := newCleanupForTest(t)
+	ns := createTestNetns(t, c, NewRunID()+"-p")
+	// probe0 on a bridge: visible to the process only if it runs in ns, and
+	// exercises AddBridge and Attach on the way.
+	if _, err := ns.IP("link", "add", "probe0", "type", "veth", "peer", "name", "probe1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(ns.AddBridge("br0"), ns.Attach("probe0", "br0")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ns.IP("-o", "link", "show", "probe0"); err != nil || !strings.Contains(string(out), "master br0") {
+		t.Errorf("probe0 not attached to br0: %s %v", out, err)
+	}
+	logPath := t.TempDir() + "/proc.log"
+	// Ignored signals stay ignored across exec, so sleep ignores SIGTERM.
+	p, err := StartProcess(ns, "stubborn", logPath, "sh", "-c", `ip -o link show; trap "" TERM; echo ready; exec sleep 300`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add("process", p.Kill)
+
+	testutil.Eventually(t, 5*time.Second, "process logged ready", func() error {
+		data, _ := os.ReadFile(logPath)
+		if !strings.Contains(string(data), "ready") {
+			return fmt.Errorf("log so far: %q", data)
+		}
+		return nil
+	})
+	if data, _ := os.ReadFile(logPath); !strings.Contains(string(data), "probe0") {
+		t.Errorf("process did not run inside %s (no probe0 in its view): %s", ns.Name, data)
+	}
+
+	start := time.Now()
+	if err := p.Stop(syscall.SIGTERM, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed < 300*time.Millisecond {
+		t.Errorf("Stop returned after %v, before the SIGTERM grace period", elapsed)
+	}
+	if !p.Exited() {
+		t.Fatal("process still running after Stop")
+	}
+	var exitErr *exec.ExitError
+	if err := p.Wait(); !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("exit = %v, want killed by SIGKILL", err)
+	}
+	if err := p.Stop(syscall.SIGTERM, time.Second); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// processGone reports whether pid has exited (or is a zombie awaiting PID 1)
+// or now belongs to something unrelated to this run.
+func processGone(pid int, run string) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// Field 3, after "(comm)", is the state.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+		return true
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return !strings.Contains(string(cmdline), run)
+}
