@@ -25,6 +25,7 @@ import (
 
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // BenchmarkBGPToKernel measures the figures of design.md's "Performance
@@ -242,10 +243,10 @@ func buildBenchPodrouted(b *testing.B, profile bool) string {
 
 // bgpBenchLab is one FRR router with its N prefixes and two receivers.
 type bgpBenchLab struct {
-	c         *Cleanup
+	c         *netns.Cleanup
 	run, dir  string
 	n         int
-	router    *Netns
+	router    *netns.Namespace
 	frr       *FRR
 	pod, bird *bgpBenchReceiver
 	profDir   string
@@ -259,8 +260,8 @@ type bgpBenchReceiver struct {
 	index  int // link 172.31.INDEX.0/24; one-prefix tests use 10.255.INDEX.0/24
 	asn    uint32
 	proto  int
-	ns     *Netns
-	proc   *Process
+	ns     *netns.Namespace
+	proc   *netns.Process
 	wire   *bgpWire
 	kernel *routeWatch
 	result *bgpBenchResult
@@ -282,7 +283,7 @@ type bgpBenchResult struct {
 
 func newBGPBenchLab(b *testing.B, bin string, n int, profDir string) *bgpBenchLab {
 	b.Helper()
-	l := &bgpBenchLab{c: newCleanupForTest(b), run: NewRunID(), n: n, profDir: profDir}
+	l := &bgpBenchLab{c: newCleanupForTest(b), run: netns.NewRunID(), n: n, profDir: profDir}
 	dir, err := os.MkdirTemp("", l.run+"-bench-")
 	if err != nil {
 		b.Fatal(err)
@@ -320,9 +321,9 @@ func newBGPBenchLab(b *testing.B, bin string, n int, profDir string) *bgpBenchLa
 	return l
 }
 
-func (l *bgpBenchLab) netns(b *testing.B, name string) *Netns {
+func (l *bgpBenchLab) netns(b *testing.B, name string) *netns.Namespace {
 	b.Helper()
-	ns, err := CreateNetns(name)
+	ns, err := netns.Create(name)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -337,7 +338,7 @@ func (l *bgpBenchLab) addReceiver(b *testing.B, name string, index int, asn uint
 		r.name = "podrouted"
 	}
 	r.ns = l.netns(b, l.run+"-"+name)
-	if err := Veth(l.router, "to-"+name, r.ns, "eth0", 1500); err != nil {
+	if err := netns.Veth(l.router, "to-"+name, r.ns, "eth0", 1500); err != nil {
 		b.Fatal(err)
 	}
 	if err := errors.Join(l.router.AddAddr("to-"+name, r.peerAddr()+"/24"), r.ns.AddAddr("eth0", r.addr()+"/24")); err != nil {
@@ -468,7 +469,7 @@ func (l *bgpBenchLab) startPodrouted(b *testing.B, bin string) {
 		// env execs podrouted in place: the PID stays podrouted's.
 		argv = append([]string{"env", "PODROUTED_PROFILE_DIR=" + l.profDir}, argv...)
 	}
-	p, err := StartProcess(r.ns, "podrouted", filepath.Join(l.dir, "podrouted.log"), argv...)
+	p, err := netns.StartProcess(r.ns, "podrouted", filepath.Join(l.dir, "podrouted.log"), argv...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -510,7 +511,7 @@ protocol bgp frr {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	p, err := StartProcess(r.ns, "bird", filepath.Join(l.dir, "bird.log"), "/usr/sbin/bird", "-f", "-c", confPath, "-s", sock)
+	p, err := netns.StartProcess(r.ns, "bird", filepath.Join(l.dir, "bird.log"), "/usr/sbin/bird", "-f", "-c", confPath, "-s", sock)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -751,7 +752,7 @@ func waitTime(b *testing.B, what string, get func() time.Time) time.Time {
 
 // countProtoRoutes counts the IPv4 routes of protocol proto in the main
 // table as `ip route` lists them.
-func countProtoRoutes(ns *Netns, proto int) (int, error) {
+func countProtoRoutes(ns *netns.Namespace, proto int) (int, error) {
 	out, err := ns.IP("-4", "route", "show", "table", "main", "proto", strconv.Itoa(proto))
 	if err != nil {
 		return 0, err

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +38,7 @@ type bgpWireState struct {
 	broken                              bool // a gap in the captured stream
 }
 
-func startBGPWire(ns *Netns, ifName string, peer netip.Addr, watch netip.Prefix) (*bgpWire, error) {
+func startBGPWire(ns *netns.Namespace, ifName string, peer netip.Addr, watch netip.Prefix) (*bgpWire, error) {
 	w := &bgpWire{peer: peer, watch: watch, ann: map[netip.Prefix]time.Time{}, wdr: map[netip.Prefix]time.Time{}}
 	sock, err := openPollSocket(ns, unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)), func(fd int) error {
 		ifc, err := net.InterfaceByName(ifName) // inside ns: Do switched the thread

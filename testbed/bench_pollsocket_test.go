@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,7 @@ type pollSocket struct {
 	done chan struct{}
 }
 
-func openPollSocket(ns *Netns, domain, typ, proto int, setup func(fd int) error) (*pollSocket, error) {
+func openPollSocket(ns *netns.Namespace, domain, typ, proto int, setup func(fd int) error) (*pollSocket, error) {
 	var fd int
 	err := ns.Do(func() error {
 		var err error

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,7 +33,7 @@ type routeWatch struct {
 	dels     map[netip.Prefix]time.Time
 }
 
-func startRouteWatch(ns *Netns, proto int, watch netip.Prefix) (*routeWatch, error) {
+func startRouteWatch(ns *netns.Namespace, proto int, watch netip.Prefix) (*routeWatch, error) {
 	w := &routeWatch{proto: uint8(proto), watch: watch, have: map[uint64]struct{}{},
 		adds: map[netip.Prefix]time.Time{}, dels: map[netip.Prefix]time.Time{}}
 	sock, err := openPollSocket(ns, unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE, func(fd int) error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/podroute/podroute/cni"
 	"github.com/podroute/podroute/ipam"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // These tests run podroute-cni the way kubelet's runtime does: a separate
@@ -67,9 +68,9 @@ func cniPlugin(tb testing.TB) string {
 // cniLab is one node namespace with its IPAM store and network config.
 type cniLab struct {
 	tb      testing.TB
-	c       *Cleanup
+	c       *netns.Cleanup
 	run     string
-	node    *Netns
+	node    *netns.Namespace
 	binDir  string
 	dataDir string
 	conf    map[string]any
@@ -81,7 +82,7 @@ func newCNILab(tb testing.TB, v4, v6 string, extra map[string]any) *cniLab {
 	if os.Geteuid() != 0 {
 		tb.Skip("skipping: needs root to create network namespaces")
 	}
-	l := &cniLab{tb: tb, c: newCleanupForTest(tb), run: NewRunID(), binDir: cniPlugin(tb)}
+	l := &cniLab{tb: tb, c: newCleanupForTest(tb), run: netns.NewRunID(), binDir: cniPlugin(tb)}
 	l.v4, l.v6 = netip.MustParsePrefix(v4), netip.MustParsePrefix(v6)
 	dir, err := os.MkdirTemp("", l.run+"-ipam-")
 	if err != nil {
@@ -89,7 +90,7 @@ func newCNILab(tb testing.TB, v4, v6 string, extra map[string]any) *cniLab {
 	}
 	l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
 	l.dataDir = dir
-	node, err := CreateNetns(l.run + "-node")
+	node, err := netns.Create(l.run + "-node")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -107,26 +108,26 @@ func newCNILab(tb testing.TB, v4, v6 string, extra map[string]any) *cniLab {
 
 // newPod creates a bare pod namespace, as a container runtime does: no
 // sysctls changed, nothing configured.
-func (l *cniLab) newPod(suffix string) *Netns {
+func (l *cniLab) newPod(suffix string) *netns.Namespace {
 	l.tb.Helper()
 	name := l.run + "-" + suffix
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		l.tb.Fatalf("ip netns add %s: %v: %s", name, err, out)
 	}
-	n := &Netns{Name: name}
+	n := &netns.Namespace{Name: name}
 	l.c.Add("namespace "+name, n.Delete)
 	return n
 }
 
-func (l *cniLab) newPods(n int) []*Netns {
+func (l *cniLab) newPods(n int) []*netns.Namespace {
 	l.tb.Helper()
-	pods := make([]*Netns, n)
+	pods := make([]*netns.Namespace, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i := range pods {
 		name := fmt.Sprintf("%s-p%03d", l.run, i)
-		pods[i] = &Netns{Name: name}
+		pods[i] = &netns.Namespace{Name: name}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -149,7 +150,7 @@ func (l *cniLab) newPods(n int) []*Netns {
 	return pods
 }
 
-func netnsPath(n *Netns) string { return filepath.Join(NetnsRunDir, n.Name) }
+func netnsPath(n *netns.Namespace) string { return filepath.Join(netns.RunDir, n.Name) }
 
 // confWith returns the network config with extra top-level keys.
 func (l *cniLab) confWith(extra map[string]any) []byte {
@@ -218,7 +219,7 @@ func (e *pluginError) killed() bool {
 }
 
 // add runs ADD for pod and returns the parsed result.
-func (l *cniLab) add(cid string, pod *Netns, env ...string) (*current.Result, []byte, error) {
+func (l *cniLab) add(cid string, pod *netns.Namespace, env ...string) (*current.Result, []byte, error) {
 	out, err := l.exec(cniCall{command: "ADD", containerID: cid, netns: netnsPath(pod), stdin: l.confWith(nil), env: env})
 	if err != nil {
 		return nil, out, err
@@ -231,7 +232,7 @@ func (l *cniLab) add(cid string, pod *Netns, env ...string) (*current.Result, []
 	return r, out, err
 }
 
-func (l *cniLab) mustAdd(cid string, pod *Netns) (*current.Result, []byte) {
+func (l *cniLab) mustAdd(cid string, pod *netns.Namespace) (*current.Result, []byte) {
 	l.tb.Helper()
 	r, raw, err := l.add(cid, pod)
 	if err != nil {
@@ -245,7 +246,7 @@ func (l *cniLab) del(cid, netns string) error {
 	return err
 }
 
-func (l *cniLab) check(cid string, pod *Netns, prevResult []byte) error {
+func (l *cniLab) check(cid string, pod *netns.Namespace, prevResult []byte) error {
 	var prev map[string]any
 	if err := json.Unmarshal(prevResult, &prev); err != nil {
 		l.tb.Fatal(err)
@@ -306,7 +307,7 @@ func resultAddrs(r *current.Result) (v4, v6 string) {
 	return v4, v6
 }
 
-func pingOK(tb testing.TB, from *Netns, dst string) {
+func pingOK(tb testing.TB, from *netns.Namespace, dst string) {
 	tb.Helper()
 	sent, got, out, err := ping(from, dst, 2, 100*time.Millisecond)
 	if err != nil || sent == 0 || got != sent {
@@ -350,7 +351,7 @@ func TestCNIPodToPodAddCheckDel(t *testing.T) {
 
 	// Pod to pod through the node, both families and both ways; node to pod.
 	for _, c := range []struct {
-		from *Netns
+		from *netns.Namespace
 		dst  string
 	}{{a, b4}, {a, b6}, {b, a4}, {b, a6}, {l.node, a4}, {l.node, b6}} {
 		pingOK(t, c.from, c.dst)
@@ -429,7 +430,7 @@ func TestCNIPodToPodAddCheckDel(t *testing.T) {
 
 func TestCNIGCFreesExactlyTheLeaked(t *testing.T) {
 	l := newCNILab(t, "10.250.2.0/24", "fd00:250:0:2::/64", nil)
-	pods := map[string]*Netns{}
+	pods := map[string]*netns.Namespace{}
 	raw := map[string][]byte{}
 	for _, name := range []string{"keep1", "leak1", "keep2", "leak2"} {
 		pods[name] = l.newPod(name)
@@ -583,7 +584,7 @@ func TestCNIConcurrent200AddsThen200Dels(t *testing.T) {
 func TestCNIKilledMidAdd(t *testing.T) {
 	l := newCNILab(t, "10.250.4.0/24", "fd00:250:0:4::/64", nil)
 	stages := []string{"after-alloc", cni.StageVeth, cni.StageAddr, cni.StageRoutes}
-	pods := map[string]*Netns{}
+	pods := map[string]*netns.Namespace{}
 	for _, stage := range stages {
 		pod := l.newPod("k-" + strings.TrimPrefix(stage, "after-"))
 		pods[stage] = pod
@@ -649,9 +650,9 @@ func TestCNIKilledMidAdd(t *testing.T) {
 func TestCNIUplinkMTU(t *testing.T) {
 	l := newCNILab(t, "10.250.5.0/24", "fd00:250:0:5::/64", nil)
 	peer := l.newPod("peer")
-	must(t, Veth(l.node, "up1", peer, "a", 9000))
-	must(t, Veth(l.node, "up2", peer, "b", 1400))
-	must(t, Veth(l.node, cni.HostVethName("x", "eth0"), peer, "c", 1280))
+	must(t, netns.Veth(l.node, "up1", peer, "a", 9000))
+	must(t, netns.Veth(l.node, "up2", peer, "b", 1400))
+	must(t, netns.Veth(l.node, cni.HostVethName("x", "eth0"), peer, "c", 1280))
 	mtu := func() (int, string) {
 		t.Helper()
 		var m int

@@ -46,6 +46,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/podroute/podroute/testbed/netns"
 	"sigs.k8s.io/yaml"
 )
 
@@ -323,7 +324,7 @@ func clabTopology(p *Plan, opts ClabOptions) []byte {
 }
 
 // clabSysctls are the sysctls every router and node gets: the namespace
-// lab's routerSysctls, and for IPv6 topologies IPv6 switched on (Docker
+// lab's netns.RouterSysctls, and for IPv6 topologies IPv6 switched on (Docker
 // turns it off in containers of networks without IPv6).
 func clabSysctls(p *Plan, elem string) []string {
 	var out []string
@@ -332,8 +333,8 @@ func clabSysctls(p *Plan, elem string) []string {
 			"sysctl -w net.ipv6.conf.all.disable_ipv6=0",
 			"sysctl -w net.ipv6.conf.default.disable_ipv6=0")
 	}
-	for _, s := range routerSysctls {
-		out = append(out, fmt.Sprintf("sysctl -w %s=%s", s.key, s.value))
+	for _, s := range netns.RouterSysctls {
+		out = append(out, fmt.Sprintf("sysctl -w %s=%s", s.Key, s.Value))
 	}
 	// The link interfaces exist before these commands run, so they did not
 	// inherit the "default" values above: set them one by one.

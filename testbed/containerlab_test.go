@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // These tests need neither root nor Docker.
@@ -213,7 +214,7 @@ func TestContainerlabStructure(t *testing.T) {
 					switch {
 					case ifs[e] == nil:
 						t.Errorf("link end %s: no node %s", end, e)
-					case ifc == "eth0" || len(ifc) > MaxIfNameLen || ifc == "":
+					case ifc == "eth0" || len(ifc) > netns.MaxIfNameLen || ifc == "":
 						t.Errorf("link end %s: interface name not allowed in containerlab", end)
 					case ifs[e][ifc]:
 						t.Errorf("link end %s used twice", end)

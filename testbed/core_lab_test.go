@@ -19,6 +19,7 @@ import (
 
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // This file builds the two-node lab of the routing-core tests:
@@ -63,14 +64,14 @@ func podrouteBinaries(t *testing.T) (podrouted, podroute string) {
 
 // coreNode is one podrouted node of the lab.
 type coreNode struct {
-	ns       *Netns
-	pod      *Netns
+	ns       *netns.Namespace
+	pod      *netns.Namespace
 	name     string
 	cfg      *config.Config
 	cfgPath  string
 	socket   string
 	logPath  string
-	proc     *Process
+	proc     *netns.Process
 	podAddr  string // pod address, IPv4
 	podAddr6 string
 	linkIf   string
@@ -78,9 +79,9 @@ type coreNode struct {
 
 type coreLab struct {
 	t      *testing.T
-	c      *Cleanup
+	c      *netns.Cleanup
 	run    string
-	router *Netns
+	router *netns.Namespace
 	frr    *FRR
 	a, b   *coreNode
 	bin    string
@@ -99,7 +100,7 @@ func newCoreLab(t *testing.T, opt coreLabOptions) *coreLab {
 	t.Helper()
 	skipUnlessLabMachine(t, true)
 	bin, cli := podrouteBinaries(t)
-	l := &coreLab{t: t, c: newCleanupForTest(t), run: NewRunID(), bin: bin, cli: cli}
+	l := &coreLab{t: t, c: newCleanupForTest(t), run: netns.NewRunID(), bin: bin, cli: cli}
 	dir, err := os.MkdirTemp("", l.run+"-")
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +151,7 @@ func (l *coreLab) addNode(name string, i int, maxPrefixes uint32, gr *bool) *cor
 	n.ns = createTestNetns(t, l.c, l.run+"-"+name)
 	n.pod = createTestNetns(t, l.c, l.run+"-p"+name)
 	rIf := fmt.Sprintf("to-%s", name)
-	must(t, Veth(l.router, rIf, n.ns, n.linkIf, 1500))
+	must(t, netns.Veth(l.router, rIf, n.ns, n.linkIf, 1500))
 	must(t, l.router.AddAddr(rIf, fmt.Sprintf("172.31.%d.1/24", i)))
 	must(t, l.router.AddAddr(rIf, fmt.Sprintf("fd00:31:%d::1/64", i)))
 	must(t, n.ns.AddAddr(n.linkIf, fmt.Sprintf("172.31.%d.2/24", i)))
@@ -160,7 +161,7 @@ func (l *coreLab) addNode(name string, i int, maxPrefixes uint32, gr *bool) *cor
 	// link-local gateway on the node.
 	n.podAddr = fmt.Sprintf("10.244.%d.10", i)
 	n.podAddr6 = fmt.Sprintf("fd00:244:0:%d::10", i)
-	must(t, Veth(n.ns, "pod0", n.pod, "eth0", 1500))
+	must(t, netns.Veth(n.ns, "pod0", n.pod, "eth0", 1500))
 	must(t, n.pod.AddAddr("eth0", n.podAddr+"/32"))
 	must(t, n.pod.AddAddr("eth0", n.podAddr6+"/128"))
 	// The node owns the gateway addresses on the pod's link, so it
@@ -211,7 +212,7 @@ func (l *coreLab) addNode(name string, i int, maxPrefixes uint32, gr *bool) *cor
 
 func (n *coreNode) start(l *coreLab) {
 	l.t.Helper()
-	p, err := StartProcess(n.ns, "podrouted-"+n.name, n.logPath, l.bin, "--config", n.cfgPath)
+	p, err := netns.StartProcess(n.ns, "podrouted-"+n.name, n.logPath, l.bin, "--config", n.cfgPath)
 	must(l.t, err)
 	n.proc = p
 	l.c.Add("podrouted "+n.name, func() error { return p.Stop(syscall.SIGKILL, 5*time.Second) })
@@ -257,14 +258,14 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func ipOrFail(t *testing.T, n *Netns, argv ...string) {
+func ipOrFail(t *testing.T, n *netns.Namespace, argv ...string) {
 	t.Helper()
 	if out, err := n.IP(argv...); err != nil {
 		t.Fatalf("ip %v in %s: %v: %s", argv, n.Name, err, out)
 	}
 }
 
-func mustSysctl(t *testing.T, n *Netns, key, value string) {
+func mustSysctl(t *testing.T, n *netns.Namespace, key, value string) {
 	t.Helper()
 	if out, err := n.Exec(context.Background(), "sysctl", "-qw", key+"="+value); err != nil {
 		t.Fatalf("sysctl %s in %s: %v: %s", key, n.Name, err, out)
@@ -273,7 +274,7 @@ func mustSysctl(t *testing.T, n *Netns, key, value string) {
 
 // ping sends count pings at interval from ns to dst and returns how many
 // came back.
-func ping(ns *Netns, dst string, count int, interval time.Duration) (sent, received int, out string, err error) {
+func ping(ns *netns.Namespace, dst string, count int, interval time.Duration) (sent, received int, out string, err error) {
 	args := []string{"ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", dst}
 	b, err := ns.Command(args...).CombinedOutput()
 	out = string(b)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // TestE2EKubernetes brings leafspine up in Kubernetes mode, as `podroute-lab
@@ -73,7 +74,7 @@ func TestE2EKubernetes(t *testing.T) {
 			t.Errorf("teardown: %v", err)
 		}
 		if run != "" {
-			if left, err := testbed.ListNetns(run + "-"); err != nil || len(left) != 0 {
+			if left, err := netns.List(run + "-"); err != nil || len(left) != 0 {
 				t.Errorf("namespaces left behind: %v %v", left, err)
 			}
 		}

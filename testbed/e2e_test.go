@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // e2eLab is a lab for one top-level test.
@@ -107,7 +109,7 @@ func upE2ELab(t *testing.T, name string) *e2eLab {
 			t.Errorf("teardown: %v", err)
 		}
 		if run != "" {
-			if left, err := ListNetns(run + "-"); err != nil || len(left) != 0 {
+			if left, err := netns.List(run + "-"); err != nil || len(left) != 0 {
 				t.Errorf("namespaces left behind: %v %v", left, err)
 			}
 		}
@@ -787,7 +789,7 @@ func (e *e2eLab) scaleOutAndIn(t *testing.T) {
 	if worst < 0 {
 		t.Errorf("%s's CIDRs %v still present after 15s: %s (errors %v)", name, cidrs, detail, errs)
 	}
-	if (&Netns{Name: nodeNS}).Exists() {
+	if (&netns.Namespace{Name: nodeNS}).Exists() {
 		t.Errorf("namespace %s still exists", nodeNS)
 	}
 	if nbrs, err := e.FRR(lan.Bridge).BGPNeighbors(); err == nil {

@@ -36,7 +36,7 @@ package testbed
 //     `show bgp ipv4 unicast json`, which says {"warning":"Default BGP
 //     instance not found"} until `router bgp` is configured.
 //   - zebra reads the forwarding sysctls when it starts ("no ip forwarding"
-//     otherwise): create namespaces with CreateNetns before starting FRR.
+//     otherwise): create namespaces with netns.Create before starting FRR.
 //   - zebra deletes the kernel routes it installed on SIGTERM (we do not pass
 //     -r), so Stop and Restart withdraw FRR's routes from the kernel. It
 //     installs them through nexthop objects (`nhid N` in `ip route`), with
@@ -63,6 +63,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,7 +87,7 @@ var frrDaemons = []string{"zebra", "bgpd"}
 
 // FRR is one running FRR instance inside a namespace.
 type FRR struct {
-	NS       *Netns
+	NS       *netns.Namespace
 	Name     string // FRR pathspace (-N); the namespace name, so vtysh -N NAME finds it
 	Dir      string // frr.conf, pid files and logs; owned by user frr
 	ConfPath string
@@ -96,7 +97,7 @@ type FRR struct {
 // then waits until bgpd answers vtysh. dir is created if missing and handed
 // to user frr; it must not be under t.TempDir() (see the quirks above). On
 // error nothing is left running.
-func StartFRR(ns *Netns, dir string, conf string) (*FRR, error) {
+func StartFRR(ns *netns.Namespace, dir string, conf string) (*FRR, error) {
 	if ns == nil || dir == "" {
 		return nil, errors.New("frr: StartFRR needs a namespace and a directory")
 	}

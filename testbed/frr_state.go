@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // Vtysh runs show (or other) commands through vtysh and returns stdout.
@@ -106,7 +108,7 @@ type bgpTableJSON struct {
 // of its valid paths ("0.0.0.0"/"::" for locally originated ones; IPv6 paths
 // list the global and the link-local next hop).
 func (f *FRR) RIB(family string) (map[string][]string, error) {
-	if _, err := familyFlag(family); err != nil {
+	if _, err := netns.FamilyFlag(family); err != nil {
 		return nil, err
 	}
 	var table bgpTableJSON

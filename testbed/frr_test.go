@@ -11,19 +11,20 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 	skipUnlessLabMachine(t, true)
 	c := newCleanupForTest(t)
-	run := NewRunID()
+	run := netns.NewRunID()
 	r1 := createTestNetns(t, c, run+"-r1")
 	r2 := createTestNetns(t, c, run+"-r2")
-	if err := Veth(r1, "to-r2", r2, "to-r1", 1500); err != nil {
+	if err := netns.Veth(r1, "to-r2", r2, "to-r1", 1500); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []struct {
-		ns   *Netns
+		ns   *netns.Namespace
 		dev  string
 		cidr string
 	}{
@@ -89,7 +90,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 		t.Errorf("r1's view of 10.0.12.2 = %+v, want AS 65002 and 1 IPv4 prefix", got)
 	}
 
-	inKernel := func(ns *Netns, family, dst, dev string) func() error {
+	inKernel := func(ns *netns.Namespace, family, dst, dev string) func() error {
 		return func() error {
 			routes, err := ns.KernelRoutes(family)
 			if err != nil {
@@ -165,7 +166,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 	if err := c.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if left, err := ListNetns(run); err != nil || len(left) != 0 {
+	if left, err := netns.List(run); err != nil || len(left) != 0 {
 		t.Errorf("namespaces left behind: %v %v", left, err)
 	}
 	for name, pid := range pids {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // LabOptions say where a lab keeps its state and finds its binaries.
@@ -42,9 +43,9 @@ type Lab struct {
 	Plan  *Plan
 	opts  LabOptions
 	state *stateFile
-	ns    map[string]*Netns // element or pod name -> namespace
+	ns    map[string]*netns.Namespace // element or pod name -> namespace
 	frr   map[string]*FRR
-	procs map[string]*Process
+	procs map[string]*netns.Process
 	kube  *kubeLab // Kubernetes mode, in the process that brought it up
 
 	// Startup is how long Up took, in phases.
@@ -128,10 +129,10 @@ func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, err
 	}
-	l := &Lab{Plan: plan, opts: opts, ns: map[string]*Netns{}, frr: map[string]*FRR{}, procs: map[string]*Process{}, kube: kube,
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*FRR{}, procs: map[string]*netns.Process{}, kube: kube,
 		phaseAt: begin,
 		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"),
-			st: &LabState{RunID: NewRunID(), Topology: topo, Started: time.Now()}}}
+			st: &LabState{RunID: netns.NewRunID(), Topology: topo, Started: time.Now()}}}
 	if err := l.state.update(func(*LabState) {}); err != nil {
 		return nil, err
 	}
@@ -151,12 +152,12 @@ func (l *Lab) RunID() string { return l.state.st.RunID }
 
 func (l *Lab) nsName(elem string) string { return l.RunID() + "-" + elem }
 
-func (l *Lab) createNS(elem string) (*Netns, error) {
+func (l *Lab) createNS(elem string) (*netns.Namespace, error) {
 	name := l.nsName(elem)
 	if err := l.state.update(func(s *LabState) { s.Namespaces = append(s.Namespaces, name) }); err != nil {
 		return nil, err
 	}
-	ns, err := CreateNetns(name)
+	ns, err := netns.Create(name)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +275,7 @@ func (l *Lab) wire(wires []Wire, bridges []Bridge) error {
 		}
 	}
 	for _, w := range wires {
-		if err := Veth(l.ns[w.A], w.AIf, l.ns[w.B], w.BIf, 1500); err != nil {
+		if err := netns.Veth(l.ns[w.A], w.AIf, l.ns[w.B], w.BIf, 1500); err != nil {
 			return fmt.Errorf("link %s:%s - %s:%s: %w", w.A, w.AIf, w.B, w.BIf, err)
 		}
 	}
@@ -383,7 +384,7 @@ func (l *Lab) startNode(n *NodePlan) error {
 // StartDaemon (re)starts podrouted on node name from its config file.
 func (l *Lab) StartDaemon(node string) error {
 	cfgPath := filepath.Join(l.nodeDir(node), "podrouted.yaml")
-	proc, err := StartProcess(l.ns[node], "podrouted-"+node, l.NodeLog(node),
+	proc, err := netns.StartProcess(l.ns[node], "podrouted-"+node, l.NodeLog(node),
 		append([]string{filepath.Join(l.opts.BinDir, "podrouted")}, l.daemonArgs(node, cfgPath)...)...)
 	if err != nil {
 		return err
@@ -403,14 +404,14 @@ func (l *Lab) StopDaemon(node string, sig syscall.Signal) error {
 	cfgPath := filepath.Join(l.nodeDir(node), "podrouted.yaml")
 	for _, p := range l.state.st.Processes {
 		if p.Marker == cfgPath {
-			return stopRecorded(p.PID, p.Marker)
+			return netns.StopPID(p.PID, p.Marker)
 		}
 	}
 	return fmt.Errorf("no podrouted on %s", node)
 }
 
 // NS returns the namespace of a router, node, switch or pod.
-func (l *Lab) NS(name string) *Netns {
+func (l *Lab) NS(name string) *netns.Namespace {
 	if ns := l.ns[name]; ns != nil {
 		return ns
 	}
@@ -453,28 +454,28 @@ func AttachLab(opts LabOptions) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Plan: plan, opts: opts, ns: map[string]*Netns{}, frr: map[string]*FRR{}, procs: map[string]*Process{},
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*FRR{}, procs: map[string]*netns.Process{},
 		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"), st: st}}
 	for _, r := range plan.Routers {
-		l.ns[r.Name] = &Netns{Name: l.nsName(r.Name)}
+		l.ns[r.Name] = &netns.Namespace{Name: l.nsName(r.Name)}
 		dir := filepath.Join(opts.StateDir, "frr-"+r.Name)
 		l.frr[r.Name] = &FRR{NS: l.ns[r.Name], Name: l.nsName(r.Name), Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
 	}
 	for _, s := range plan.Switches {
-		l.ns[s] = &Netns{Name: l.nsName(s)}
+		l.ns[s] = &netns.Namespace{Name: l.nsName(s)}
 	}
 	if st.Kubernetes != nil {
-		l.ns[KubeCPElement] = &Netns{Name: st.Kubernetes.Namespace}
+		l.ns[KubeCPElement] = &netns.Namespace{Name: st.Kubernetes.Namespace}
 	}
 	for _, n := range plan.Nodes {
-		l.ns[n.Name] = &Netns{Name: l.nsName(n.Name)}
+		l.ns[n.Name] = &netns.Namespace{Name: l.nsName(n.Name)}
 		if cidrs, ok := st.PodCIDRs[n.Name]; ok {
 			if err := setPodCIDRs(n, cidrs); err != nil {
 				return nil, err
 			}
 		}
 		for i, p := range n.PodPlans {
-			l.ns[p.Name] = &Netns{Name: l.nsName(p.Name)}
+			l.ns[p.Name] = &netns.Namespace{Name: l.nsName(p.Name)}
 			if addrs, ok := st.PodAddrs[p.Name]; ok {
 				n.PodPlans[i].Addrs = nil
 				for _, a := range addrs {

@@ -43,6 +43,7 @@ import (
 
 	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // Names and numbers of the lab's Kubernetes mode.
@@ -82,9 +83,9 @@ type KubeStartFunc func(ctx context.Context, spec KubeControlPlaneSpec) (KubeCon
 
 // KubeControlPlaneSpec is what the lab asks of the control plane.
 type KubeControlPlaneSpec struct {
-	Dir         string // empty or missing; the control plane's state
-	Netns       *Netns // where every component runs
-	BindAddress string // the API server's address, reachable over the fabric
+	Dir         string           // empty or missing; the control plane's state
+	Netns       *netns.Namespace // where every component runs
+	BindAddress string           // the API server's address, reachable over the fabric
 	Port        int
 	// ClusterCIDRs are the pod pools nodeipam carves node CIDRs from, with
 	// the per-node prefix lengths.
@@ -155,7 +156,7 @@ func (l *Lab) buildKubeNetwork() error {
 	if _, err := l.createNS(KubeCPElement); err != nil {
 		return err
 	}
-	if err := Veth(l.ns[cp.BridgeIn], cp.Port, l.ns[KubeCPElement], cp.Iface.Name, 1500); err != nil {
+	if err := netns.Veth(l.ns[cp.BridgeIn], cp.Port, l.ns[KubeCPElement], cp.Iface.Name, 1500); err != nil {
 		return fmt.Errorf("control plane link: %w", err)
 	}
 	if err := l.ns[cp.BridgeIn].Attach(cp.Port, cp.Bridge); err != nil {
@@ -473,7 +474,7 @@ func (l *Lab) PrintKubernetes(ctx context.Context, w io.Writer) {
 // considered; each is pinned by a pidfd before it is signalled.
 func stopStrays(nsName, marker string) error {
 	var nsStat syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(NetnsRunDir, nsName), &nsStat); err != nil {
+	if err := syscall.Stat(filepath.Join(netns.RunDir, nsName), &nsStat); err != nil {
 		return nil // no namespace, nothing can run in it
 	}
 	entries, err := os.ReadDir("/proc")
@@ -490,8 +491,8 @@ func stopStrays(nsName, marker string) error {
 		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &st) != nil || st.Ino != nsStat.Ino || st.Dev != nsStat.Dev {
 			continue
 		}
-		if processMatches(pid, marker) {
-			errs = append(errs, stopRecorded(pid, marker))
+		if netns.ProcessMatches(pid, marker) {
+			errs = append(errs, netns.StopPID(pid, marker))
 		}
 	}
 	return errors.Join(errs...)

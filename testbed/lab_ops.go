@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // AddNode adds node name, with AS asn and pods pods, to LAN lan of the
@@ -80,7 +82,7 @@ func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods in
 	if _, err := l.createNS(name); err != nil {
 		return nil, err
 	}
-	if err := Veth(l.ns[wire.A], wire.AIf, l.ns[name], wire.BIf, 1500); err != nil {
+	if err := netns.Veth(l.ns[wire.A], wire.AIf, l.ns[name], wire.BIf, 1500); err != nil {
 		return nil, fmt.Errorf("add node %s: %w", name, err)
 	}
 	if err := l.ns[wire.A].Attach(wire.AIf, bridge); err != nil {
@@ -440,7 +442,7 @@ func (l *Lab) RIBPaths(router, family string) (map[string][]RIBPath, error) {
 	if f == nil {
 		return nil, fmt.Errorf("no router %s", router)
 	}
-	if _, err := familyFlag(family); err != nil {
+	if _, err := netns.FamilyFlag(family); err != nil {
 		return nil, err
 	}
 	var table struct {

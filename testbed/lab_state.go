@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // DefaultLabStateDir keeps what `podroute-lab down` needs to tear a lab
@@ -90,12 +92,12 @@ func ReadLabState(dir string) (*LabState, error) {
 // Alive reports whether anything of the lab still exists.
 func (st *LabState) Alive() bool {
 	for _, n := range st.Namespaces {
-		if (&Netns{Name: n}).Exists() {
+		if (&netns.Namespace{Name: n}).Exists() {
 			return true
 		}
 	}
 	for _, p := range st.Processes {
-		if processMatches(p.PID, p.Marker) {
+		if netns.ProcessMatches(p.PID, p.Marker) {
 			return true
 		}
 	}
@@ -114,7 +116,7 @@ func TeardownLab(dir string) error {
 	var errs []error
 	for i := len(st.Processes) - 1; i >= 0; i-- {
 		p := st.Processes[i]
-		if err := stopRecorded(p.PID, p.Marker); err != nil {
+		if err := netns.StopPID(p.PID, p.Marker); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
 		}
 	}
@@ -125,19 +127,19 @@ func TeardownLab(dir string) error {
 		}
 	}
 	for _, f := range st.FRR {
-		inst := &FRR{NS: &Netns{Name: f.Namespace}, Name: f.Namespace, Dir: f.Dir, ConfPath: filepath.Join(f.Dir, "frr.conf")}
+		inst := &FRR{NS: &netns.Namespace{Name: f.Namespace}, Name: f.Namespace, Dir: f.Dir, ConfPath: filepath.Join(f.Dir, "frr.conf")}
 		if err := inst.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	names := append([]string(nil), st.Namespaces...)
 	if st.RunID != "" {
-		if more, err := ListNetns(st.RunID + "-"); err == nil {
+		if more, err := netns.List(st.RunID + "-"); err == nil {
 			names = append(names, more...)
 		}
 	}
 	for i := len(names) - 1; i >= 0; i-- {
-		if err := (&Netns{Name: names[i]}).Delete(); err != nil {
+		if err := (&netns.Namespace{Name: names[i]}).Delete(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -7,20 +7,22 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 func TestHarnessNetns(t *testing.T) {
 	skipUnlessLabMachine(t, false)
 	c := newCleanupForTest(t)
-	ns := createTestNetns(t, c, NewRunID()+"-n")
+	ns := createTestNetns(t, c, netns.NewRunID()+"-n")
 
-	for _, s := range routerSysctls {
-		out, err := ns.Exec(context.Background(), "sysctl", "-n", s.key)
+	for _, s := range netns.RouterSysctls {
+		out, err := ns.Exec(context.Background(), "sysctl", "-n", s.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.TrimSpace(string(out)); got != s.value {
-			t.Errorf("in %s: %s = %s, want %s", ns.Name, s.key, got, s.value)
+		if got := strings.TrimSpace(string(out)); got != s.Value {
+			t.Errorf("in %s: %s = %s, want %s", ns.Name, s.Key, got, s.Value)
 		}
 	}
 	if out, err := ns.IP("-o", "link", "show", "lo"); err != nil || !strings.Contains(string(out), "UP") {
@@ -42,11 +44,11 @@ func TestHarnessNetns(t *testing.T) {
 		t.Errorf("link made inside Do showed up in the root namespace")
 	}
 
-	if _, err := CreateNetns(ns.Name); err == nil {
-		t.Errorf("CreateNetns(%q) on an existing name succeeded", ns.Name)
+	if _, err := netns.Create(ns.Name); err == nil {
+		t.Errorf("Create(%q) on an existing name succeeded", ns.Name)
 	}
 	if !ns.Exists() {
-		t.Fatalf("a failed CreateNetns deleted the existing namespace %s", ns.Name)
+		t.Fatalf("a failed Create deleted the existing namespace %s", ns.Name)
 	}
 	if err := errors.Join(ns.Delete(), ns.Delete()); err != nil {
 		t.Errorf("Delete twice: %v", err)
@@ -77,15 +79,15 @@ func TestHarnessVethLeavesRootNamespaceUntouched(t *testing.T) {
 	skipUnlessLabMachine(t, false)
 	before := rootLinks(t)
 	c := newCleanupForTest(t)
-	run := NewRunID()
+	run := netns.NewRunID()
 	a := createTestNetns(t, c, run+"-a")
 	b := createTestNetns(t, c, run+"-b")
 
-	if err := Veth(a, "to-b", b, "to-a", 9000); err != nil {
+	if err := netns.Veth(a, "to-b", b, "to-a", 9000); err != nil {
 		t.Fatal(err)
 	}
 	for _, end := range []struct {
-		ns   *Netns
+		ns   *netns.Namespace
 		name string
 	}{{a, "to-b"}, {b, "to-a"}} {
 		out, err := end.ns.IP("-o", "link", "show", end.name)
@@ -101,14 +103,14 @@ func TestHarnessVethLeavesRootNamespaceUntouched(t *testing.T) {
 	}
 
 	// A failing Veth (peer name taken in b) leaves nothing behind anywhere.
-	if err := Veth(a, "to-b2", b, "to-a", 1500); err == nil {
+	if err := netns.Veth(a, "to-b2", b, "to-a", 1500); err == nil {
 		t.Errorf("Veth with a peer name already used in %s succeeded", b.Name)
 	}
 	if _, err := a.IP("link", "show", "to-b2"); err == nil {
 		t.Errorf("failed Veth left to-b2 in %s", a.Name)
 	}
-	if err := Veth(a, "much-too-long-name", b, "x", 1500); err == nil {
-		t.Errorf("Veth accepted an interface name over %d bytes", MaxIfNameLen)
+	if err := netns.Veth(a, "much-too-long-name", b, "x", 1500); err == nil {
+		t.Errorf("Veth accepted an interface name over %d bytes", netns.MaxIfNameLen)
 	}
 
 	if err := c.Run(); err != nil {
@@ -117,7 +119,7 @@ func TestHarnessVethLeavesRootNamespaceUntouched(t *testing.T) {
 	if after := rootLinks(t); !slices.Equal(before, after) {
 		t.Errorf("root namespace links changed:\nbefore %v\nafter  %v", before, after)
 	}
-	if left, _ := ListNetns(run); len(left) != 0 {
+	if left, _ := netns.List(run); len(left) != 0 {
 		t.Errorf("namespaces left behind: %v", left)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // Plan is a Topology resolved into everything the lab creates: interfaces
@@ -205,8 +206,8 @@ func NewPlan(t *Topology) (*Plan, error) {
 			}
 		}
 		br := Bridge{In: lan.Gateway, Name: "br-" + lan.Name}
-		if len(br.Name) > MaxIfNameLen {
-			br.Name = br.Name[:MaxIfNameLen]
+		if len(br.Name) > netns.MaxIfNameLen {
+			br.Name = br.Name[:netns.MaxIfNameLen]
 		}
 		if lan.Gateway == "" {
 			br.In = "sw-" + lan.Name
@@ -237,13 +238,13 @@ func NewPlan(t *Topology) (*Plan, error) {
 		memberAddr := map[string][2]netip.Addr{}
 		for j, m := range lan.Members {
 			hostIf := "l-" + m
-			if len(hostIf) > MaxIfNameLen {
-				hostIf = hostIf[:MaxIfNameLen]
+			if len(hostIf) > netns.MaxIfNameLen {
+				hostIf = hostIf[:netns.MaxIfNameLen]
 			}
 			a4 := hostAddr(s4, 11+j)
 			ifc := Iface{Name: "eth-" + lan.Name, Addrs: []netip.Prefix{netip.PrefixFrom(a4, s4.Bits())}}
-			if len(ifc.Name) > MaxIfNameLen {
-				ifc.Name = ifc.Name[:MaxIfNameLen]
+			if len(ifc.Name) > netns.MaxIfNameLen {
+				ifc.Name = ifc.Name[:netns.MaxIfNameLen]
 			}
 			var a6 netip.Addr
 			if t.IPv6 {
@@ -333,8 +334,8 @@ func nodeConfig(t *Topology, np *NodePlan, peers []config.Peer, hold int) *confi
 
 // ifName names the interface towards elem.
 func ifName(elem string) string {
-	if len(elem) > MaxIfNameLen {
-		return elem[:MaxIfNameLen]
+	if len(elem) > netns.MaxIfNameLen {
+		return elem[:netns.MaxIfNameLen]
 	}
 	return elem
 }

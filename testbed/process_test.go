@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 func TestHarnessProcessStopEscalatesToKill(t *testing.T) {
 	skipUnlessLabMachine(t, false)
 	c := newCleanupForTest(t)
-	ns := createTestNetns(t, c, NewRunID()+"-p")
+	ns := createTestNetns(t, c, netns.NewRunID()+"-p")
 	// probe0 on a bridge: visible to the process only if it runs in ns, and
 	// exercises AddBridge and Attach on the way.
 	if _, err := ns.IP("link", "add", "probe0", "type", "veth", "peer", "name", "probe1"); err != nil {
@@ -30,7 +31,7 @@ func TestHarnessProcessStopEscalatesToKill(t *testing.T) {
 	}
 	logPath := t.TempDir() + "/proc.log"
 	// Ignored signals stay ignored across exec, so sleep ignores SIGTERM.
-	p, err := StartProcess(ns, "stubborn", logPath, "sh", "-c", `ip -o link show; trap "" TERM; echo ready; exec sleep 300`)
+	p, err := netns.StartProcess(ns, "stubborn", logPath, "sh", "-c", `ip -o link show; trap "" TERM; echo ready; exec sleep 300`)
 	if err != nil {
 		t.Fatal(err)
 	}

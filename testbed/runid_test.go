@@ -6,13 +6,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 func TestHarnessRunID(t *testing.T) {
 	valid := regexp.MustCompile(`^pr[0-9a-f]{6}$`)
 	seen := map[string]bool{}
 	for range 20 {
-		id := NewRunID()
+		id := netns.NewRunID()
 		if !valid.MatchString(id) {
 			t.Fatalf("NewRunID() = %q, want %s", id, valid)
 		}
@@ -21,13 +23,13 @@ func TestHarnessRunID(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	if name := NewRunID() + "-r1xxx"; len(name) > MaxIfNameLen {
-		t.Errorf("%q is %d bytes, over the documented budget of %d", name, len(name), MaxIfNameLen)
+	if name := netns.NewRunID() + "-r1xxx"; len(name) > netns.MaxIfNameLen {
+		t.Errorf("%q is %d bytes, over the documented budget of %d", name, len(name), netns.MaxIfNameLen)
 	}
 }
 
 func TestHarnessCleanupRunsLIFOAndOnlyOnce(t *testing.T) {
-	var c Cleanup
+	var c netns.Cleanup
 	var order []string
 	step := func(name string, err error) func() error {
 		return func() error { order = append(order, name); return err }

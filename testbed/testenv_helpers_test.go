@@ -4,14 +4,16 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // newCleanupForTest returns a Cleanup that runs when the test ends, on every
 // exit path (t.Fatal, a panic in the test); a failing teardown step fails the
 // test.
-func newCleanupForTest(t testing.TB) *Cleanup {
+func newCleanupForTest(t testing.TB) *netns.Cleanup {
 	t.Helper()
-	c := &Cleanup{}
+	c := &netns.Cleanup{}
 	t.Cleanup(func() {
 		if err := c.Run(); err != nil {
 			t.Errorf("teardown: %v", err)
@@ -40,9 +42,9 @@ func skipUnlessLabMachine(t *testing.T, needFRR bool) {
 	}
 }
 
-func createTestNetns(t *testing.T, c *Cleanup, name string) *Netns {
+func createTestNetns(t *testing.T, c *netns.Cleanup, name string) *netns.Namespace {
 	t.Helper()
-	ns, err := CreateNetns(name)
+	ns, err := netns.Create(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func createTestNetns(t *testing.T, c *Cleanup, name string) *Netns {
 	return ns
 }
 
-func startTestFRR(t *testing.T, c *Cleanup, ns *Netns, spec RouterSpec) *FRR {
+func startTestFRR(t *testing.T, c *netns.Cleanup, ns *netns.Namespace, spec RouterSpec) *FRR {
 	t.Helper()
 	// Not t.TempDir(): its parents are 0700 and FRR runs as user frr.
 	dir, err := os.MkdirTemp("", ns.Name+"-frr-")

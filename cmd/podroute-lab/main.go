@@ -14,6 +14,7 @@ import (
 
 	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 func main() {
@@ -203,7 +204,7 @@ func downCmd(g *globalFlags) *cobra.Command {
 			if err := teardown(); err != nil {
 				return err
 			}
-			left, err := testbed.ListNetns(st.RunID + "-")
+			left, err := netns.List(st.RunID + "-")
 			if err != nil {
 				return err
 			}

@@ -19,8 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podroute/podroute/internal/testutil"
-	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 const (
@@ -383,7 +383,7 @@ func TestControlPlaneInNetns(t *testing.T) {
 	if err := k8sharness.CheckBinaries("", "", false); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
-	ns, err := testbed.CreateNetns(testbed.NewRunID() + "-k8s")
+	ns, err := netns.Create(netns.NewRunID() + "-k8s")
 	if err != nil {
 		t.Fatal(err)
 	}

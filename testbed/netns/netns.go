@@ -1,4 +1,4 @@
-package testbed
+package netns
 
 import (
 	"context"
@@ -12,23 +12,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
 )
 
-// NetnsRunDir is where `ip netns add` pins named namespaces.
-const NetnsRunDir = "/var/run/netns"
+// RunDir is where `ip netns add` pins named namespaces.
+const RunDir = "/var/run/netns"
 
-// Netns is a named network namespace created with `ip netns add`, so that
+// Namespace is a named network namespace created with `ip netns add`, so that
 // `ip netns exec NAME` and `vtysh -N NAME` (via FRR's pathspace) work on it.
-type Netns struct {
+type Namespace struct {
 	Name string
 }
 
-// routerSysctls are set in every namespace: each one can be a router, and
+// RouterSysctls are set in every namespace: each one can be a router, and
 // IPv6 duplicate address detection would hold new addresses in "tentative"
 // (unusable) state for a second or more, making tests slow and flaky. Both
 // "all" and "default" are set so interfaces created later inherit the value.
-var routerSysctls = []struct{ key, value string }{
+var RouterSysctls = []struct{ Key, Value string }{
 	{"net.ipv4.ip_forward", "1"},
 	{"net.ipv6.conf.all.forwarding", "1"},
 	{"net.ipv6.conf.all.accept_dad", "0"},
@@ -37,34 +37,34 @@ var routerSysctls = []struct{ key, value string }{
 	{"net.ipv4.conf.default.rp_filter", "0"},
 }
 
-// CreateNetns creates the namespace, brings lo up and sets routerSysctls.
+// Create creates the namespace, brings lo up and sets RouterSysctls.
 // It fails if the name is taken (it never adopts someone else's namespace),
 // and on any later error deletes what it created.
-func CreateNetns(name string) (*Netns, error) {
+func Create(name string) (*Namespace, error) {
 	if name == "" || strings.ContainsAny(name, "/ \t\n") {
 		return nil, fmt.Errorf("namespace name %q: must be non-empty without '/' or spaces", name)
 	}
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
-	n := &Netns{Name: name}
+	n := &Namespace{Name: name}
 	if err := n.setUpAsRouter(); err != nil {
 		return nil, errors.Join(err, n.Delete())
 	}
 	return n, nil
 }
 
-func (n *Netns) setUpAsRouter() error {
+func (n *Namespace) setUpAsRouter() error {
 	if err := n.SetUp("lo"); err != nil {
 		return err
 	}
 	return n.Do(func() error {
-		for _, s := range routerSysctls {
+		for _, s := range RouterSysctls {
 			// /proc/sys/net resolves against the calling thread's network
 			// namespace, which Do has switched.
-			path := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
-			if err := os.WriteFile(path, []byte(s.value), 0o644); err != nil {
-				return fmt.Errorf("namespace %s: sysctl %s=%s: %w", n.Name, s.key, s.value, err)
+			path := "/proc/sys/" + strings.ReplaceAll(s.Key, ".", "/")
+			if err := os.WriteFile(path, []byte(s.Value), 0o644); err != nil {
+				return fmt.Errorf("namespace %s: sysctl %s=%s: %w", n.Name, s.Key, s.Value, err)
 			}
 		}
 		return nil
@@ -73,13 +73,13 @@ func (n *Netns) setUpAsRouter() error {
 
 // Command returns a command that runs argv inside the namespace via
 // `ip netns exec`. ip execs argv in place, so the command's PID is argv's PID.
-func (n *Netns) Command(argv ...string) *exec.Cmd {
+func (n *Namespace) Command(argv ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
 }
 
 // Exec runs argv inside the namespace and returns its combined output; the
 // error includes that output so a failing test says why.
-func (n *Netns) Exec(ctx context.Context, argv ...string) ([]byte, error) {
+func (n *Namespace) Exec(ctx context.Context, argv ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name}, argv...)...)
 	// A daemon that forks and keeps our output pipe open must not hang us.
 	cmd.WaitDelay = time.Second
@@ -96,8 +96,8 @@ func (n *Netns) Exec(ctx context.Context, argv ...string) ([]byte, error) {
 // exits still locked and the Go runtime destroys the thread instead of
 // reusing it in the wrong namespace. Goroutines that fn starts do not inherit
 // the namespace.
-func (n *Netns) Do(fn func() error) error {
-	target, err := netns.GetFromName(n.Name)
+func (n *Namespace) Do(fn func() error) error {
+	target, err := vnetns.GetFromName(n.Name)
 	if err != nil {
 		return fmt.Errorf("namespace %s: open: %w", n.Name, err)
 	}
@@ -106,20 +106,20 @@ func (n *Netns) Do(fn func() error) error {
 	result := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := netns.Get()
+		orig, err := vnetns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
 			result <- fmt.Errorf("namespace %s: get current namespace: %w", n.Name, err)
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(target); err != nil {
+		if err := vnetns.Set(target); err != nil {
 			runtime.UnlockOSThread()
 			result <- fmt.Errorf("namespace %s: enter: %w", n.Name, err)
 			return
 		}
 		fnErr := callRecovering(fn)
-		if err := netns.Set(orig); err != nil {
+		if err := vnetns.Set(orig); err != nil {
 			// Stay locked on purpose: see the doc comment.
 			result <- errors.Join(fnErr, fmt.Errorf("namespace %s: switching back: %w", n.Name, err))
 			return
@@ -139,9 +139,9 @@ func callRecovering(fn func() error) (err error) {
 	return fn()
 }
 
-// Exists reports whether the namespace is still pinned under NetnsRunDir.
-func (n *Netns) Exists() bool {
-	_, err := os.Stat(filepath.Join(NetnsRunDir, n.Name))
+// Exists reports whether the namespace is still pinned under RunDir.
+func (n *Namespace) Exists() bool {
+	_, err := os.Stat(filepath.Join(RunDir, n.Name))
 	return err == nil
 }
 
@@ -149,7 +149,7 @@ func (n *Netns) Exists() bool {
 // error, so Delete is safe to call from several cleanup paths. Processes
 // still running inside keep the namespace alive after its name is gone: stop
 // them first.
-func (n *Netns) Delete() error {
+func (n *Namespace) Delete() error {
 	if !n.Exists() {
 		return nil
 	}
@@ -159,10 +159,10 @@ func (n *Netns) Delete() error {
 	return nil
 }
 
-// ListNetns returns the names of the named namespaces starting with prefix
-// (all of them for ""), sorted. It reads NetnsRunDir, as `ip netns list` does.
-func ListNetns(prefix string) ([]string, error) {
-	entries, err := os.ReadDir(NetnsRunDir)
+// List returns the names of the named namespaces starting with prefix
+// (all of them for ""), sorted. It reads RunDir, as `ip netns list` does.
+func List(prefix string) ([]string, error) {
+	entries, err := os.ReadDir(RunDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package testbed
+package netns
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
 )
 
 // Veth creates a veth pair with aIf in a and bIf in b, sets the MTU on both
@@ -18,7 +18,7 @@ import (
 // target namespace given in the same request, so the kernel creates bIf
 // directly in b: no end ever exists in the root namespace, not even briefly
 // or on error. If a later step fails the pair is deleted again.
-func Veth(a *Netns, aIf string, b *Netns, bIf string, mtu int) error {
+func Veth(a *Namespace, aIf string, b *Namespace, bIf string, mtu int) error {
 	if err := errors.Join(checkIfName(aIf), checkIfName(bIf)); err != nil {
 		return err
 	}
@@ -54,8 +54,8 @@ func Veth(a *Netns, aIf string, b *Netns, bIf string, mtu int) error {
 
 // netlinkIn returns a netlink handle whose socket was opened inside n, so
 // every request on it acts on n regardless of which thread sends it.
-func netlinkIn(n *Netns) (netns.NsHandle, *netlink.Handle, error) {
-	nsHandle, err := netns.GetFromName(n.Name)
+func netlinkIn(n *Namespace) (vnetns.NsHandle, *netlink.Handle, error) {
+	nsHandle, err := vnetns.GetFromName(n.Name)
 	if err != nil {
 		return 0, nil, fmt.Errorf("namespace %s: open: %w", n.Name, err)
 	}
@@ -67,7 +67,7 @@ func netlinkIn(n *Netns) (netns.NsHandle, *netlink.Handle, error) {
 	return nsHandle, h, nil
 }
 
-func linkUp(h *netlink.Handle, n *Netns, name string) error {
+func linkUp(h *netlink.Handle, n *Namespace, name string) error {
 	link, err := h.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("namespace %s: find %s: %w", n.Name, name, err)
@@ -78,7 +78,7 @@ func linkUp(h *netlink.Handle, n *Netns, name string) error {
 	return nil
 }
 
-func deleteLink(h *netlink.Handle, n *Netns, name string) error {
+func deleteLink(h *netlink.Handle, n *Namespace, name string) error {
 	link, err := h.LinkByName(name)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
@@ -95,7 +95,7 @@ func deleteLink(h *netlink.Handle, n *Netns, name string) error {
 
 // IP runs `ip -n NAME argv...`; ip enters the namespace itself, so nothing
 // runs in the root namespace. The error includes ip's output.
-func (n *Netns) IP(argv ...string) ([]byte, error) {
+func (n *Namespace) IP(argv ...string) ([]byte, error) {
 	out, err := exec.Command("ip", append([]string{"-n", n.Name}, argv...)...).CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("ip -n %s %s: %w: %s", n.Name, strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
@@ -103,14 +103,14 @@ func (n *Netns) IP(argv ...string) ([]byte, error) {
 	return out, nil
 }
 
-func (n *Netns) ip(argv ...string) error {
+func (n *Namespace) ip(argv ...string) error {
 	_, err := n.IP(argv...)
 	return err
 }
 
 // AddAddr adds an IPv4 or IPv6 address in CIDR form. IPv6 addresses get
 // nodad so they are usable at once instead of after duplicate detection.
-func (n *Netns) AddAddr(ifName, cidr string) error {
+func (n *Namespace) AddAddr(ifName, cidr string) error {
 	argv := []string{"addr", "add", cidr, "dev", ifName}
 	if strings.Contains(cidr, ":") {
 		argv = append(argv, "nodad")
@@ -119,15 +119,15 @@ func (n *Netns) AddAddr(ifName, cidr string) error {
 }
 
 // SetUp brings an interface up.
-func (n *Netns) SetUp(ifName string) error { return n.ip("link", "set", ifName, "up") }
+func (n *Namespace) SetUp(ifName string) error { return n.ip("link", "set", ifName, "up") }
 
 // SetDown brings an interface down (for link-failure tests).
-func (n *Netns) SetDown(ifName string) error { return n.ip("link", "set", ifName, "down") }
+func (n *Namespace) SetDown(ifName string) error { return n.ip("link", "set", ifName, "down") }
 
 // AddRoute runs `ip route add argv...` in the namespace, e.g.
 // AddRoute("10.1.0.0/24", "via", "10.0.0.1"); use "-6" first for IPv6
 // routes given without an address that says so.
-func (n *Netns) AddRoute(argv ...string) error {
+func (n *Namespace) AddRoute(argv ...string) error {
 	if len(argv) > 0 && (argv[0] == "-6" || argv[0] == "-4") {
 		return n.ip(append([]string{argv[0], "route", "add"}, argv[1:]...)...)
 	}
@@ -136,7 +136,7 @@ func (n *Netns) AddRoute(argv ...string) error {
 
 // AddBridge creates a Linux bridge (an L2 segment, e.g. a rack's LAN) and
 // brings it up.
-func (n *Netns) AddBridge(name string) error {
+func (n *Namespace) AddBridge(name string) error {
 	if err := checkIfName(name); err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (n *Netns) AddBridge(name string) error {
 
 // Attach enslaves an interface to a bridge in the same namespace and brings
 // it up.
-func (n *Netns) Attach(ifName, bridge string) error {
+func (n *Namespace) Attach(ifName, bridge string) error {
 	if err := n.ip("link", "set", ifName, "master", bridge); err != nil {
 		return err
 	}
@@ -174,8 +174,8 @@ type KernelNexthop struct {
 
 // KernelRoutes lists the main table of the namespace's kernel for family
 // "ipv4" or "ipv6", as the kernel sees it (not as FRR believes it is).
-func (n *Netns) KernelRoutes(family string) ([]KernelRoute, error) {
-	flag, err := familyFlag(family)
+func (n *Namespace) KernelRoutes(family string) ([]KernelRoute, error) {
+	flag, err := FamilyFlag(family)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +190,8 @@ func (n *Netns) KernelRoutes(family string) ([]KernelRoute, error) {
 	return routes, nil
 }
 
-func familyFlag(family string) (string, error) {
+// FamilyFlag is ip(8)'s flag for address family "ipv4" (-4) or "ipv6" (-6).
+func FamilyFlag(family string) (string, error) {
 	switch family {
 	case "ipv4":
 		return "-4", nil

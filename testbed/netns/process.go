@@ -1,4 +1,4 @@
-package testbed
+package netns
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ type Process struct {
 
 // StartProcess starts argv inside ns (or in the current namespace if ns is
 // nil, for programs that only use loopback or files). name is for messages.
-func StartProcess(ns *Netns, name, logPath string, argv ...string) (*Process, error) {
+func StartProcess(ns *Namespace, name, logPath string, argv ...string) (*Process, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("process %s: empty command", name)
 	}
@@ -115,9 +115,9 @@ func (p *Process) Kill() error {
 	}
 }
 
-// processMatches reports whether pid runs and its command line contains
+// ProcessMatches reports whether pid runs and its command line contains
 // marker.
-func processMatches(pid int, marker string) bool {
+func ProcessMatches(pid int, marker string) bool {
 	if pid <= 0 {
 		return false
 	}
@@ -128,23 +128,24 @@ func processMatches(pid int, marker string) bool {
 	return strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), marker)
 }
 
-// stopRecorded stops a process from an earlier run of the CLI: pinned by a
-// pidfd first, so the PID cannot be reused between the check and the
-// signal; SIGTERM, then SIGKILL after 5 s.
-func stopRecorded(pid int, marker string) error {
+// StopPID stops a process known only by its recorded PID (one started by
+// an earlier run of the CLI), if it still runs with marker in its command
+// line: pinned by a pidfd first, so the PID cannot be reused between the
+// check and the signal; SIGTERM, then SIGKILL after 5 s.
+func StopPID(pid int, marker string) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil // gone
 	}
 	defer unix.Close(fd)
-	if !processMatches(pid, marker) {
+	if !ProcessMatches(pid, marker) {
 		return nil
 	}
 	if err := unix.PidfdSendSignal(fd, syscall.SIGTERM, nil, 0); err != nil {
 		return nil
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for processMatches(pid, marker) {
+	for ProcessMatches(pid, marker) {
 		if time.Now().After(deadline) {
 			_ = unix.PidfdSendSignal(fd, syscall.SIGKILL, nil, 0)
 			time.Sleep(200 * time.Millisecond)
