@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podroute/podroute/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // These tests run the reconciler against a real kernel, inside network

@@ -25,6 +25,7 @@ import (
 
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -152,7 +153,7 @@ func skipUnlessBGPBenchMachine(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: needs root to create network namespaces")
 	}
-	for _, bin := range []string{frrDaemonDir + "/bgpd", frrDaemonDir + "/zebra", "/usr/sbin/bird"} {
+	for _, bin := range []string{frr.DaemonDir + "/bgpd", frr.DaemonDir + "/zebra", "/usr/sbin/bird"} {
 		if _, err := os.Stat(bin); err != nil {
 			b.Skipf("skipping: needs FRR and BIRD 2 (apt-get install frr bird2): %v", err)
 		}
@@ -247,7 +248,7 @@ type bgpBenchLab struct {
 	run, dir  string
 	n         int
 	router    *netns.Namespace
-	frr       *FRR
+	frr       *frr.Router
 	pod, bird *bgpBenchReceiver
 	profDir   string
 	frrLoad   string
@@ -376,16 +377,16 @@ func (l *bgpBenchLab) startFRR(b *testing.B) {
 		b.Fatal(err)
 	}
 	l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
-	var neighbors []FRRNeighbor
+	var neighbors []frr.Neighbor
 	extra := fmt.Sprintf("router bgp %d\n coalesce-time 0\n", bgpBenchRouterAS)
 	for _, r := range []*bgpBenchReceiver{l.pod, l.bird} {
-		neighbors = append(neighbors, FRRNeighbor{Address: r.addr(), ASN: r.asn, Hold: 9, Keepalive: 3})
+		neighbors = append(neighbors, frr.Neighbor{Address: r.addr(), ASN: r.asn, Hold: 9, Keepalive: 3})
 		extra += fmt.Sprintf(" neighbor %s shutdown\n", r.addr())
 	}
-	conf := FRRConfig(RouterSpec{Name: "router", ASN: bgpBenchRouterAS, RouterID: "172.31.0.1",
+	conf := frr.Config(frr.RouterSpec{Name: "router", ASN: bgpBenchRouterAS, RouterID: "172.31.0.1",
 		Neighbors: neighbors, Networks: bgpBenchPrefixes(l.n), Extra: extra + "exit\n"})
 	t0 := time.Now()
-	f, err := StartFRR(l.router, dir, conf)
+	f, err := frr.Start(l.router, dir, conf)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -411,7 +412,7 @@ func (l *bgpBenchLab) startFRR(b *testing.B) {
 	waitQuiet(b, pids)
 	// Logged with the first receiver's figures: a benchmark that has
 	// sub-benchmarks prints no log of its own.
-	l.frrLoad = fmt.Sprintf("FRR (setup, not timed): %d networks from frr.conf: StartFRR returned after %.2fs (incl. its readiness check), table full after %.2fs, daemons idle after %.2fs",
+	l.frrLoad = fmt.Sprintf("FRR (setup, not timed): %d networks from frr.conf: frr.Start returned after %.2fs (incl. its readiness check), table full after %.2fs, daemons idle after %.2fs",
 		l.n, started.Seconds(), loaded.Seconds(), time.Since(t0).Seconds())
 }
 

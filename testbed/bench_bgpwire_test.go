@@ -10,8 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // bgpWire reassembles the BGP messages a peer sends to a receiver, from an

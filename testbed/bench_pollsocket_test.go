@@ -6,8 +6,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // pollSocket is a non-blocking socket opened inside a namespace and read

@@ -9,8 +9,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // routeWatch counts, from netlink notifications in one namespace, the

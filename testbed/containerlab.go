@@ -46,8 +46,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/podroute/podroute/testbed/netns"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podroute/podroute/testbed/frr"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // Defaults of ClabOptions.
@@ -107,7 +109,7 @@ func ClabTopologyFile(name string) string { return name + ".clab.yml" }
 //
 //	NAME.clab.yml                  the topology
 //	NAME/start-podrouted.sh        every node's entrypoint
-//	NAME/ROUTER/frr.conf           FRRConfig of the router, unchanged
+//	NAME/ROUTER/frr.conf           frr.Config of the router, unchanged
 //	NAME/ROUTER/daemons            FRR's daemons file: bgpd on
 //	NAME/NODE/podrouted.yaml       the node's podrouted configuration
 func ContainerlabFiles(p *Plan, opts ClabOptions) (map[string][]byte, error) {
@@ -119,7 +121,7 @@ func ContainerlabFiles(p *Plan, opts ClabOptions) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	files[t.Name+"/"+clabStartScript] = []byte(clabStartScriptText(t.Name))
 	for _, r := range p.Routers {
-		files[t.Name+"/"+r.Name+"/frr.conf"] = []byte(FRRConfig(r.Spec))
+		files[t.Name+"/"+r.Name+"/frr.conf"] = []byte(frr.Config(r.Spec))
 		files[t.Name+"/"+r.Name+"/daemons"] = []byte(clabFRRDaemons(t.Name, r.Name))
 	}
 	for _, n := range p.Nodes {
@@ -480,7 +482,7 @@ func clabFRRDaemons(topo, router string) string {
 		fmt.Fprintf(&b, "%s=no\n", d)
 	}
 	b.WriteString("\nvtysh_enable=yes\n")
-	fmt.Fprintf(&b, "zebra_options=\"  -A 127.0.0.1 -s %s\"\n", zebraNetlinkBuffer)
+	fmt.Fprintf(&b, "zebra_options=\"  -A 127.0.0.1 -s %s\"\n", frr.ZebraNetlinkBuffer)
 	b.WriteString("bgpd_options=\"   -A 127.0.0.1\"\n")
 	b.WriteString("staticd_options=\"-A 127.0.0.1\"\n")
 	return b.String()

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -282,7 +283,7 @@ func TestContainerlabStructure(t *testing.T) {
 
 // TestContainerlabConfigs: each podrouted.yaml is the plan's configuration
 // and passes the daemon's own parsing and validation; each frr.conf is what
-// FRRConfig renders; each daemons file turns bgpd on.
+// frr.Config renders; each daemons file turns bgpd on.
 func TestContainerlabConfigs(t *testing.T) {
 	for _, name := range BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
@@ -301,8 +302,8 @@ func TestContainerlabConfigs(t *testing.T) {
 				}
 			}
 			for _, r := range p.Routers {
-				if got, want := string(files[name+"/"+r.Name+"/frr.conf"]), FRRConfig(r.Spec); got != want {
-					t.Errorf("router %s: frr.conf is not FRRConfig's:\n%s\nwant\n%s", r.Name, got, want)
+				if got, want := string(files[name+"/"+r.Name+"/frr.conf"]), frr.Config(r.Spec); got != want {
+					t.Errorf("router %s: frr.conf is not frr.Config's:\n%s\nwant\n%s", r.Name, got, want)
 				}
 				daemons := string(files[name+"/"+r.Name+"/daemons"])
 				if !regexp.MustCompile(`(?m)^bgpd=yes$`).MatchString(daemons) {

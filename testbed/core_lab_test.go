@@ -19,6 +19,7 @@ import (
 
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -82,7 +83,7 @@ type coreLab struct {
 	c      *netns.Cleanup
 	run    string
 	router *netns.Namespace
-	frr    *FRR
+	frr    *frr.Router
 	a, b   *coreNode
 	bin    string
 	cli    string
@@ -112,13 +113,13 @@ func newCoreLab(t *testing.T, opt coreLabOptions) *coreLab {
 	l.a = l.addNode("a", 1, opt.maxPrefixesA, nil)
 	l.b = l.addNode("b", 2, 0, opt.grB)
 
-	neighbors := []FRRNeighbor{
+	neighbors := []frr.Neighbor{
 		{Address: "172.31.1.2", ASN: 65001, Hold: 3, Keepalive: 1},
 		{Address: "172.31.2.2", ASN: 65002, Hold: 3, Keepalive: 1},
 		{Address: "fd00:31:1::2", ASN: 65001, Hold: 3, Keepalive: 1},
 		{Address: "fd00:31:2::2", ASN: 65002, Hold: 3, Keepalive: 1},
 	}
-	l.frr = startTestFRR(t, l.c, l.router, RouterSpec{
+	l.frr = startTestFRR(t, l.c, l.router, frr.RouterSpec{
 		Name: "router", ASN: 65000, RouterID: "172.31.0.1", Neighbors: neighbors, Networks: opt.extraNetworks,
 	})
 	l.a.start(l)

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -393,7 +394,7 @@ func (e *e2eLab) torOf(t *testing.T, node *NodePlan) (string, netip.Addr) {
 	return up[0].Bridge, node.Ifaces[0].Addrs[0].Addr()
 }
 
-func (e *e2eLab) torNeighborOf(t *testing.T, node *NodePlan) NeighborState {
+func (e *e2eLab) torNeighborOf(t *testing.T, node *NodePlan) frr.NeighborState {
 	t.Helper()
 	tor, addr := e.torOf(t, node)
 	nbrs, err := e.FRR(tor).BGPNeighbors()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -36,10 +37,10 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 		}
 	}
 
-	spec := func(name string, asn, peerASN uint32, id, peer4, peer6, net4, net6 string) RouterSpec {
-		return RouterSpec{
+	spec := func(name string, asn, peerASN uint32, id, peer4, peer6, net4, net6 string) frr.RouterSpec {
+		return frr.RouterSpec{
 			Name: name, ASN: asn, RouterID: id,
-			Neighbors: []FRRNeighbor{
+			Neighbors: []frr.Neighbor{
 				{Address: peer4, ASN: peerASN, Keepalive: 1, Hold: 3},
 				{Address: peer6, ASN: peerASN, Keepalive: 1, Hold: 3},
 			},
@@ -49,7 +50,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 	f1 := startTestFRR(t, c, r1, spec("r1", 65001, 65002, "10.0.12.1", "10.0.12.2", "2001:db8:12::2", "10.1.0.0/24", "2001:db8:1::/64"))
 	f2 := startTestFRR(t, c, r2, spec("r2", 65002, 65001, "10.0.12.2", "10.0.12.1", "2001:db8:12::1", "10.2.0.0/24", "2001:db8:2::/64"))
 
-	established := func(f *FRR, peers ...string) func() error {
+	established := func(f *frr.Router, peers ...string) func() error {
 		return func() error {
 			nbrs, err := f.BGPNeighbors()
 			if err != nil {
@@ -66,7 +67,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "r1 sessions Established", established(f1, "10.0.12.2", "2001:db8:12::2"))
 	testutil.Eventually(t, 30*time.Second, "r2 sessions Established", established(f2, "10.0.12.1", "2001:db8:12::1"))
 
-	hasPath := func(f *FRR, family, prefix, nexthop string) func() error {
+	hasPath := func(f *frr.Router, family, prefix, nexthop string) func() error {
 		return func() error {
 			rib, err := f.RIB(family)
 			if err != nil {
@@ -155,7 +156,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 
 	// Teardown, explicitly, so its result can be checked.
 	pids := map[string]int{}
-	for _, f := range []*FRR{f1, f2} {
+	for _, f := range []*frr.Router{f1, f2} {
 		for daemon, pid := range f.PIDs() {
 			pids[f.Name+"/"+daemon] = pid
 		}
@@ -174,7 +175,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 			t.Errorf("%s (pid %d) still running after teardown", name, pid)
 		}
 	}
-	for _, f := range []*FRR{f1, f2} {
+	for _, f := range []*frr.Router{f1, f2} {
 		if _, err := os.Stat(f.RunDir()); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("FRR run dir %s left behind (%v)", f.RunDir(), err)
 		}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -44,7 +45,7 @@ type Lab struct {
 	opts  LabOptions
 	state *stateFile
 	ns    map[string]*netns.Namespace // element or pod name -> namespace
-	frr   map[string]*FRR
+	frr   map[string]*frr.Router
 	procs map[string]*netns.Process
 	kube  *kubeLab // Kubernetes mode, in the process that brought it up
 
@@ -129,7 +130,7 @@ func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, err
 	}
-	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*FRR{}, procs: map[string]*netns.Process{}, kube: kube,
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*frr.Router{}, procs: map[string]*netns.Process{}, kube: kube,
 		phaseAt: begin,
 		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"),
 			st: &LabState{RunID: netns.NewRunID(), Topology: topo, Started: time.Now()}}}
@@ -335,7 +336,7 @@ func (l *Lab) startFRR(r *RouterPlan) error {
 	if err := l.state.update(func(s *LabState) { s.FRR = append(s.FRR, FRRState{Namespace: ns.Name, Dir: dir}) }); err != nil {
 		return err
 	}
-	f, err := StartFRR(ns, dir, FRRConfig(r.Spec))
+	f, err := frr.Start(ns, dir, frr.Config(r.Spec))
 	if err != nil {
 		return fmt.Errorf("router %s: %w", r.Name, err)
 	}
@@ -419,7 +420,7 @@ func (l *Lab) NS(name string) *netns.Namespace {
 }
 
 // FRR returns router name's FRR instance.
-func (l *Lab) FRR(name string) *FRR { return l.frr[name] }
+func (l *Lab) FRR(name string) *frr.Router { return l.frr[name] }
 
 // Node returns the plan of node name.
 func (l *Lab) Node(name string) *NodePlan {
@@ -454,12 +455,12 @@ func AttachLab(opts LabOptions) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*FRR{}, procs: map[string]*netns.Process{},
+	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*frr.Router{}, procs: map[string]*netns.Process{},
 		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"), st: st}}
 	for _, r := range plan.Routers {
 		l.ns[r.Name] = &netns.Namespace{Name: l.nsName(r.Name)}
 		dir := filepath.Join(opts.StateDir, "frr-"+r.Name)
-		l.frr[r.Name] = &FRR{NS: l.ns[r.Name], Name: l.nsName(r.Name), Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
+		l.frr[r.Name] = &frr.Router{NS: l.ns[r.Name], Name: l.nsName(r.Name), Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
 	}
 	for _, s := range plan.Switches {
 		l.ns[s] = &netns.Namespace{Name: l.nsName(s)}

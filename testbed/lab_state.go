@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -127,7 +128,7 @@ func TeardownLab(dir string) error {
 		}
 	}
 	for _, f := range st.FRR {
-		inst := &FRR{NS: &netns.Namespace{Name: f.Namespace}, Name: f.Namespace, Dir: f.Dir, ConfPath: filepath.Join(f.Dir, "frr.conf")}
+		inst := &frr.Router{NS: &netns.Namespace{Name: f.Namespace}, Name: f.Namespace, Dir: f.Dir, ConfPath: filepath.Join(f.Dir, "frr.conf")}
 		if err := inst.Stop(); err != nil {
 			errs = append(errs, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -50,7 +51,7 @@ type RouterPlan struct {
 	Router
 	RouterID string
 	Ifaces   []Iface
-	Spec     RouterSpec
+	Spec     frr.RouterSpec
 }
 
 // NodePlan is a podrouted node.
@@ -112,7 +113,7 @@ func NewPlan(t *Topology) (*Plan, error) {
 	nodes := map[string]*NodePlan{}
 	for i, r := range t.Routers {
 		rp := &RouterPlan{Router: r, RouterID: fmt.Sprintf("10.255.0.%d", i+1)}
-		rp.Spec = RouterSpec{Name: r.Name, ASN: r.ASN, RouterID: rp.RouterID}
+		rp.Spec = frr.RouterSpec{Name: r.Name, ASN: r.ASN, RouterID: rp.RouterID}
 		routers[r.Name] = rp
 		p.Routers = append(p.Routers, rp)
 	}
@@ -153,7 +154,7 @@ func NewPlan(t *Topology) (*Plan, error) {
 	}
 	addSession := func(local, remote string, remoteAddr netip.Addr, localAddr netip.Addr) {
 		if r := routers[local]; r != nil {
-			r.Spec.Neighbors = append(r.Spec.Neighbors, FRRNeighbor{Address: remoteAddr.String(), ASN: asnOf(remote), Hold: hold})
+			r.Spec.Neighbors = append(r.Spec.Neighbors, frr.Neighbor{Address: remoteAddr.String(), ASN: asnOf(remote), Hold: hold})
 			return
 		}
 		peers[local] = append(peers[local], config.Peer{
@@ -230,9 +231,9 @@ func NewPlan(t *Topology) (*Plan, error) {
 			rp.Spec.RedistributeConnected = true
 			// Any node of the LAN may peer: a node added later needs no
 			// router change.
-			rp.Spec.PeerGroups = append(rp.Spec.PeerGroups, FRRPeerGroup{Name: lan.Name + "-v4", Range: s4.String(), RemoteAS: "external", Hold: hold})
+			rp.Spec.PeerGroups = append(rp.Spec.PeerGroups, frr.PeerGroup{Name: lan.Name + "-v4", Range: s4.String(), RemoteAS: "external", Hold: hold})
 			if t.IPv6 {
-				rp.Spec.PeerGroups = append(rp.Spec.PeerGroups, FRRPeerGroup{Name: lan.Name + "-v6", Range: s6.String(), RemoteAS: "external", Hold: hold})
+				rp.Spec.PeerGroups = append(rp.Spec.PeerGroups, frr.PeerGroup{Name: lan.Name + "-v6", Range: s6.String(), RemoteAS: "external", Hold: hold})
 			}
 		}
 		memberAddr := map[string][2]netip.Addr{}

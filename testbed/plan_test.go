@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/podroute/podroute/testbed/frr"
 )
 
 func TestPlanLeafspineAddressesAndSessions(t *testing.T) {
@@ -37,7 +39,7 @@ func TestPlanLeafspineAddressesAndSessions(t *testing.T) {
 		}
 	}
 	tor1 := p.Routers[2]
-	conf := FRRConfig(tor1.Spec)
+	conf := frr.Config(tor1.Spec)
 	for _, want := range []string{"bgp listen range 10.10.1.0/24 peer-group rack-1-v4", "neighbor 172.30.0.1 remote-as 65100", "neighbor 172.30.0.9 remote-as 65100"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("tor-1 frr.conf lacks %q:\n%s", want, conf)

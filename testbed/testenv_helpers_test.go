@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
@@ -32,7 +33,7 @@ func skipUnlessLabMachine(t *testing.T, needFRR bool) {
 	if !needFRR {
 		return
 	}
-	for _, bin := range []string{frrDaemonDir + "/bgpd", frrDaemonDir + "/zebra"} {
+	for _, bin := range []string{frr.DaemonDir + "/bgpd", frr.DaemonDir + "/zebra"} {
 		if _, err := os.Stat(bin); err != nil {
 			t.Skipf("skipping: needs FRR (apt-get install frr): %v", err)
 		}
@@ -52,7 +53,7 @@ func createTestNetns(t *testing.T, c *netns.Cleanup, name string) *netns.Namespa
 	return ns
 }
 
-func startTestFRR(t *testing.T, c *netns.Cleanup, ns *netns.Namespace, spec RouterSpec) *FRR {
+func startTestFRR(t *testing.T, c *netns.Cleanup, ns *netns.Namespace, spec frr.RouterSpec) *frr.Router {
 	t.Helper()
 	// Not t.TempDir(): its parents are 0700 and FRR runs as user frr.
 	dir, err := os.MkdirTemp("", ns.Name+"-frr-")
@@ -60,7 +61,7 @@ func startTestFRR(t *testing.T, c *netns.Cleanup, ns *netns.Namespace, spec Rout
 		t.Fatal(err)
 	}
 	c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
-	f, err := StartFRR(ns, dir, FRRConfig(spec))
+	f, err := frr.Start(ns, dir, frr.Config(spec))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podroute/podroute/api"
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/frr"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
 	"github.com/podroute/podroute/testbed/netns"
 )
@@ -71,7 +71,7 @@ type lab struct {
 	bin, cli string
 
 	sw, cpNS, router *netns.Namespace
-	frr              *testbed.FRR
+	frr              *frr.Router
 	cp               *k8sharness.ControlPlane
 	admin            kubernetes.Interface
 	dyn              dynamic.Interface
@@ -172,9 +172,9 @@ func newLab(t *testing.T) *lab {
 	// FRR accepts any node of the LAN (dynamic neighbours), so a BGPPeer
 	// for any node needs no router change. Its hold time is longer than
 	// the BGPPeers', so the node's setting is what gets negotiated.
-	l.frr = l.startFRR(testbed.RouterSpec{
+	l.frr = l.startFRR(frr.RouterSpec{
 		Name: "tor", ASN: frrASN, RouterID: frrAddr,
-		PeerGroups: []testbed.FRRPeerGroup{{Name: "nodes", Range: lanPrefix + "0/24", RemoteAS: "external", Hold: 30, Keepalive: 10}},
+		PeerGroups: []frr.PeerGroup{{Name: "nodes", Range: lanPrefix + "0/24", RemoteAS: "external", Hold: 30, Keepalive: 10}},
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -222,10 +222,10 @@ func (l *lab) buildBinaries() {
 	l.t.Logf("built podrouted and podroute in %v", time.Since(begin).Round(time.Millisecond))
 }
 
-func (l *lab) startFRR(spec testbed.RouterSpec) *testbed.FRR {
+func (l *lab) startFRR(spec frr.RouterSpec) *frr.Router {
 	t := l.t
 	fdir := filepath.Join(l.dir, "frr")
-	f, err := testbed.StartFRR(l.router, fdir, testbed.FRRConfig(spec))
+	f, err := frr.Start(l.router, fdir, frr.Config(spec))
 	must(t, err)
 	l.c.Add("frr", f.Stop)
 	keepLog(t, f.LogPath("bgpd"), "frr-bgpd.log")

@@ -1,21 +1,21 @@
-package testbed
+package frr
 
 import (
 	"fmt"
 	"strings"
 )
 
-// RouterSpec describes one BGP router for FRRConfig.
+// RouterSpec describes one BGP router for Config.
 type RouterSpec struct {
 	Name            string // hostname
 	ASN             uint32
 	RouterID        string
-	Neighbors       []FRRNeighbor
+	Neighbors       []Neighbor
 	Networks        []string // prefixes to originate, IPv4 or IPv6
 	GracefulRestart bool     // FRR is a graceful-restart helper without it too
 	// PeerGroups accept sessions from any address in a range (dynamic
 	// neighbours), so a node added to a rack needs no router change.
-	PeerGroups []FRRPeerGroup
+	PeerGroups []PeerGroup
 	// RedistributeConnected advertises the router's connected networks (a
 	// ToR's LAN subnets and links) in both address families, so that the
 	// underlay is routed end to end.
@@ -23,9 +23,9 @@ type RouterSpec struct {
 	Extra                 string // raw lines appended at the end (may re-enter "router bgp ASN")
 }
 
-// FRRPeerGroup is a peer group with a listen range: FRR accepts any
+// PeerGroup is a peer group with a listen range: FRR accepts any
 // speaker from Range whose AS is RemoteAS ("external": any other AS).
-type FRRPeerGroup struct {
+type PeerGroup struct {
 	Name      string
 	Range     string // e.g. 10.10.1.0/24; the family picks the address family
 	RemoteAS  string // "external", "internal" or a number
@@ -33,8 +33,8 @@ type FRRPeerGroup struct {
 	Keepalive int
 }
 
-// FRRNeighbor is one BGP neighbour of a RouterSpec.
-type FRRNeighbor struct {
+// Neighbor is one BGP neighbour of a RouterSpec.
+type Neighbor struct {
 	Address   string
 	ASN       uint32
 	Password  string // TCP MD5
@@ -43,14 +43,14 @@ type FRRNeighbor struct {
 	Multihop  int    // ebgp-multihop TTL; 0 means directly connected
 }
 
-// FRRConfig renders an integrated frr.conf. The datacenter profile has short
+// Config renders an integrated frr.conf. The datacenter profile has short
 // timers; import-check is off so `network` originates prefixes that no
 // interface or static route backs; no policy is required for eBGP.
 //
 // IPv4 neighbours carry IPv4 unicast and IPv6 neighbours IPv6 unicast: FRR
 // would otherwise also activate IPv4 unicast on IPv6 sessions (bgp default
 // ipv4-unicast), advertising IPv4 prefixes with IPv6 next hops.
-func FRRConfig(r RouterSpec) string {
+func Config(r RouterSpec) string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("frr defaults datacenter")
@@ -70,7 +70,7 @@ func FRRConfig(r RouterSpec) string {
 	for _, g := range r.PeerGroups {
 		line(" neighbor %s peer-group", g.Name)
 		line(" neighbor %s remote-as %s", g.Name, g.RemoteAS)
-		if keepalive, hold := (FRRNeighbor{Hold: g.Hold, Keepalive: g.Keepalive}).timers(); hold > 0 {
+		if keepalive, hold := (Neighbor{Hold: g.Hold, Keepalive: g.Keepalive}).timers(); hold > 0 {
 			line(" neighbor %s timers %d %d", g.Name, keepalive, hold)
 		}
 		line(" bgp listen range %s peer-group %s", g.Range, g.Name)
@@ -127,7 +127,7 @@ func FRRConfig(r RouterSpec) string {
 
 // timers returns keepalive and hold time, filling in whichever is missing
 // with the usual 1:3 ratio; hold 0 means "keep FRR's defaults".
-func (n FRRNeighbor) timers() (keepalive, hold int) {
+func (n Neighbor) timers() (keepalive, hold int) {
 	keepalive, hold = n.Keepalive, n.Hold
 	switch {
 	case hold == 0 && keepalive == 0:

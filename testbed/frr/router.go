@@ -1,4 +1,4 @@
-package testbed
+package frr
 
 // FRR routers: one zebra + bgpd pair per namespace, each with its own
 // pathspace (-N NAME), configured from one integrated frr.conf.
@@ -44,7 +44,7 @@ package testbed
 //   - For IPv6 eBGP the BGP table lists the peer's global and link-local next
 //     hops, and zebra installs the link-local one (fe80::..) in the kernel.
 //   - `bgp default ipv4-unicast` is on, so an IPv6 neighbour would also carry
-//     IPv4 unicast; FRRConfig deactivates that (see there).
+//     IPv4 unicast; Config deactivates that (see there).
 //   - zebra and bgpd both read the whole integrated frr.conf and log "No such
 //     command on config line N" for the other daemon's lines: harmless noise.
 //   - --log file:PATH creates the log before dropping privileges (root, 0640).
@@ -63,45 +63,46 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podroute/podroute/testbed/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 const (
-	// FRRRunDir holds one socket directory per pathspace: FRRRunDir/NAME.
-	FRRRunDir = "/var/run/frr"
+	// RunDir holds one socket directory per pathspace: RunDir/NAME.
+	RunDir = "/var/run/frr"
 
-	frrDaemonDir    = "/usr/lib/frr"
+	DaemonDir       = "/usr/lib/frr"
 	frrStartTimeout = 20 * time.Second
 	frrStopTimeout  = 10 * time.Second
 	vtyshTimeout    = 20 * time.Second
 
-	// zebraNetlinkBuffer is what Debian's /etc/frr/daemons passes as -s: a
+	// ZebraNetlinkBuffer is what Debian's /etc/frr/daemons passes as -s: a
 	// large netlink receive buffer, so bursts of kernel notifications (the
 	// lab's 100k-route benchmarks) do not overflow zebra's socket.
-	zebraNetlinkBuffer = "90000000"
+	ZebraNetlinkBuffer = "90000000"
 )
 
 // frrDaemons in start order: bgpd connects to zebra's zserv.api.
 var frrDaemons = []string{"zebra", "bgpd"}
 
-// FRR is one running FRR instance inside a namespace.
-type FRR struct {
+// Router is one running FRR instance inside a namespace.
+type Router struct {
 	NS       *netns.Namespace
 	Name     string // FRR pathspace (-N); the namespace name, so vtysh -N NAME finds it
 	Dir      string // frr.conf, pid files and logs; owned by user frr
 	ConfPath string
 }
 
-// StartFRR writes conf to dir/frr.conf and starts zebra and bgpd inside ns,
+// Start writes conf to dir/frr.conf and starts zebra and bgpd inside ns,
 // then waits until bgpd answers vtysh. dir is created if missing and handed
 // to user frr; it must not be under t.TempDir() (see the quirks above). On
 // error nothing is left running.
-func StartFRR(ns *netns.Namespace, dir string, conf string) (*FRR, error) {
+func Start(ns *netns.Namespace, dir string, conf string) (*Router, error) {
 	if ns == nil || dir == "" {
-		return nil, errors.New("frr: StartFRR needs a namespace and a directory")
+		return nil, errors.New("frr: Start needs a namespace and a directory")
 	}
-	f := &FRR{NS: ns, Name: ns.Name, Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
+	f := &Router{NS: ns, Name: ns.Name, Dir: dir, ConfPath: filepath.Join(dir, "frr.conf")}
 	uid, gid, err := frrUser()
 	if err != nil {
 		return nil, err
@@ -125,7 +126,7 @@ func frrUser() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-func (f *FRR) writeConfig(conf string, uid, gid int) error {
+func (f *Router) writeConfig(conf string, uid, gid int) error {
 	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
 		return fmt.Errorf("frr %s: %w", f.Name, err)
 	}
@@ -164,7 +165,7 @@ func checkTraversable(dir string, uid, gid int) error {
 	}
 }
 
-func (f *FRR) start(uid, gid int) error {
+func (f *Router) start(uid, gid int) error {
 	if err := f.makeRunDir(uid, gid); err != nil {
 		return err
 	}
@@ -180,10 +181,10 @@ func (f *FRR) start(uid, gid int) error {
 }
 
 // RunDir is the instance's socket directory.
-func (f *FRR) RunDir() string { return filepath.Join(FRRRunDir, f.Name) }
+func (f *Router) RunDir() string { return filepath.Join(RunDir, f.Name) }
 
-func (f *FRR) makeRunDir(uid, gid int) error {
-	for _, d := range []string{FRRRunDir, f.RunDir()} {
+func (f *Router) makeRunDir(uid, gid int) error {
+	for _, d := range []string{RunDir, f.RunDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("frr %s: %w", f.Name, err)
 		}
@@ -194,21 +195,21 @@ func (f *FRR) makeRunDir(uid, gid int) error {
 	return nil
 }
 
-func (f *FRR) pidPath(daemon string) string { return filepath.Join(f.Dir, daemon+".pid") }
+func (f *Router) pidPath(daemon string) string { return filepath.Join(f.Dir, daemon+".pid") }
 
 // LogPath is where daemon ("zebra", "bgpd") logs.
-func (f *FRR) LogPath(daemon string) string { return filepath.Join(f.Dir, daemon+".log") }
+func (f *Router) LogPath(daemon string) string { return filepath.Join(f.Dir, daemon+".log") }
 
-func (f *FRR) startDaemon(daemon string) error {
+func (f *Router) startDaemon(daemon string) error {
 	// A stale pid file must never be mistaken for the new daemon.
 	if err := os.Remove(f.pidPath(daemon)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("frr %s: %w", f.Name, err)
 	}
-	argv := []string{filepath.Join(frrDaemonDir, daemon),
+	argv := []string{filepath.Join(DaemonDir, daemon),
 		"-N", f.Name, "-d", "-P", "0",
 		"-f", f.ConfPath, "-i", f.pidPath(daemon), "--log", "file:" + f.LogPath(daemon)}
 	if daemon == "zebra" {
-		argv = append(argv, "-s", zebraNetlinkBuffer)
+		argv = append(argv, "-s", ZebraNetlinkBuffer)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), frrStartTimeout)
 	defer cancel()
@@ -220,7 +221,7 @@ func (f *FRR) startDaemon(daemon string) error {
 
 var routerBGPLine = regexp.MustCompile(`(?m)^\s*router bgp\s`)
 
-func (f *FRR) waitReady() error {
+func (f *Router) waitReady() error {
 	conf, err := os.ReadFile(f.ConfPath)
 	if err != nil {
 		return fmt.Errorf("frr %s: %w", f.Name, err)
@@ -239,7 +240,7 @@ func (f *FRR) waitReady() error {
 	}
 }
 
-func (f *FRR) readyOnce(wantInstance bool) error {
+func (f *Router) readyOnce(wantInstance bool) error {
 	var summary map[string]json.RawMessage
 	if err := f.VtyshJSON("show bgp summary json", &summary); err != nil {
 		return err
@@ -258,7 +259,7 @@ func (f *FRR) readyOnce(wantInstance bool) error {
 }
 
 // LogTail returns the last lines of a daemon's log, for error messages.
-func (f *FRR) LogTail(daemon string, lines int) string {
+func (f *Router) LogTail(daemon string, lines int) string {
 	data, err := os.ReadFile(f.LogPath(daemon))
 	if err != nil {
 		return fmt.Sprintf("(no %s log: %v)", daemon, err)
@@ -271,7 +272,7 @@ func (f *FRR) LogTail(daemon string, lines int) string {
 }
 
 // PIDs returns the PID of each daemon that is running and verifiably ours.
-func (f *FRR) PIDs() map[string]int {
+func (f *Router) PIDs() map[string]int {
 	pids := map[string]int{}
 	for _, d := range frrDaemons {
 		if pid, err := readPidFile(f.pidPath(d)); err == nil && f.isOurs(pid, d) {
@@ -296,7 +297,7 @@ func readPidFile(path string) (int, error) {
 // isOurs reports whether pid is a live (not zombie) daemon of this instance:
 // its command line must be that daemon with "-N NAME". This guards against a
 // stale pid file whose PID now belongs to someone else.
-func (f *FRR) isOurs(pid int, daemon string) bool {
+func (f *Router) isOurs(pid int, daemon string) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || len(data) == 0 { // gone, or a zombie
 		return false
@@ -318,7 +319,7 @@ func (f *FRR) isOurs(pid int, daemon string) bool {
 // that outlives frrStopTimeout gets SIGKILL. SIGKILL on bgpd alone simulates
 // a crash (e.g. for graceful-restart tests). A daemon that is not running is
 // not an error.
-func (f *FRR) StopDaemon(daemon string, sig syscall.Signal) error {
+func (f *Router) StopDaemon(daemon string, sig syscall.Signal) error {
 	pid, err := readPidFile(f.pidPath(daemon))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -343,7 +344,7 @@ func (f *FRR) StopDaemon(daemon string, sig syscall.Signal) error {
 // signalIfOurs signals pid only if it is this instance's daemon. It holds a
 // pidfd across the check and the signal, so a PID reused in between cannot
 // be hit: the pidfd keeps referring to the process that was checked.
-func (f *FRR) signalIfOurs(pid int, daemon string, sig syscall.Signal) error {
+func (f *Router) signalIfOurs(pid int, daemon string, sig syscall.Signal) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return nil
@@ -363,7 +364,7 @@ func (f *FRR) signalIfOurs(pid int, daemon string, sig syscall.Signal) error {
 
 // waitGone polls until pid is no longer this instance's daemon: exited,
 // a zombie, or (after reaping) reused by something else.
-func (f *FRR) waitGone(pid int, daemon string, timeout time.Duration) bool {
+func (f *Router) waitGone(pid int, daemon string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for f.isOurs(pid, daemon) {
 		if time.Now().After(deadline) {
@@ -376,7 +377,7 @@ func (f *FRR) waitGone(pid int, daemon string, timeout time.Duration) bool {
 
 // Stop stops bgpd, then zebra (SIGTERM, then SIGKILL), and removes the run
 // directory. It is idempotent.
-func (f *FRR) Stop() error {
+func (f *Router) Stop() error {
 	var errs []error
 	for i := len(frrDaemons) - 1; i >= 0; i-- {
 		errs = append(errs, f.StopDaemon(frrDaemons[i], syscall.SIGTERM))
@@ -391,7 +392,7 @@ func (f *FRR) Stop() error {
 }
 
 // Restart stops the instance and starts it again from the same frr.conf.
-func (f *FRR) Restart() error {
+func (f *Router) Restart() error {
 	if err := f.Stop(); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package testbed
+package frr
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 )
 
 // Vtysh runs show (or other) commands through vtysh and returns stdout.
-func (f *FRR) Vtysh(cmds ...string) ([]byte, error) {
+func (f *Router) Vtysh(cmds ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), vtyshTimeout)
 	defer cancel()
 	args := []string{"-N", f.Name}
@@ -35,7 +35,7 @@ func (f *FRR) Vtysh(cmds ...string) ([]byte, error) {
 var vtyshNoise = regexp.MustCompile(`(?m)^% Can't open configuration file \S*vtysh\.conf.*\n?`)
 
 // VtyshJSON runs one `... json` command and decodes its output into v.
-func (f *FRR) VtyshJSON(cmd string, v any) error {
+func (f *Router) VtyshJSON(cmd string, v any) error {
 	out, err := f.Vtysh(cmd)
 	if err != nil {
 		return err
@@ -62,7 +62,7 @@ type NeighborState struct {
 
 // BGPNeighbors returns every configured neighbour by peer address, from
 // `show bgp neighbors json`.
-func (f *FRR) BGPNeighbors() (map[string]NeighborState, error) {
+func (f *Router) BGPNeighbors() (map[string]NeighborState, error) {
 	var raw map[string]json.RawMessage
 	if err := f.VtyshJSON("show bgp neighbors json", &raw); err != nil {
 		return nil, err
@@ -107,7 +107,7 @@ type bgpTableJSON struct {
 // RIB returns the BGP table for family "ipv4" or "ipv6": prefix -> next hops
 // of its valid paths ("0.0.0.0"/"::" for locally originated ones; IPv6 paths
 // list the global and the link-local next hop).
-func (f *FRR) RIB(family string) (map[string][]string, error) {
+func (f *Router) RIB(family string) (map[string][]string, error) {
 	if _, err := netns.FamilyFlag(family); err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ type ZebraNexthop struct {
 
 // Routes returns zebra's RIB for family "ipv4" or "ipv6" (`show ip route
 // json` / `show ipv6 route json`): prefix -> routes.
-func (f *FRR) Routes(family string) (map[string][]ZebraRoute, error) {
+func (f *Router) Routes(family string) (map[string][]ZebraRoute, error) {
 	cmd := map[string]string{"ipv4": "show ip route json", "ipv6": "show ipv6 route json"}[family]
 	if cmd == "" {
 		return nil, fmt.Errorf("address family %q: want ipv4 or ipv6", family)

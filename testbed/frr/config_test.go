@@ -1,4 +1,4 @@
-package testbed
+package frr
 
 import (
 	"strings"
@@ -6,9 +6,9 @@ import (
 )
 
 func TestHarnessFRRConfig(t *testing.T) {
-	conf := FRRConfig(RouterSpec{
+	conf := Config(RouterSpec{
 		Name: "r1", ASN: 65001, RouterID: "10.0.0.1",
-		Neighbors: []FRRNeighbor{
+		Neighbors: []Neighbor{
 			{Address: "10.0.12.2", ASN: 65002, Password: "s3cret", Keepalive: 1},
 			{Address: "2001:db8:12::2", ASN: 65002, Hold: 9, Multihop: 2},
 		},
