@@ -50,6 +50,7 @@ import (
 
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // Defaults of ClabOptions.
@@ -112,7 +113,7 @@ func ClabTopologyFile(name string) string { return name + ".clab.yml" }
 //	NAME/ROUTER/frr.conf           frr.Config of the router, unchanged
 //	NAME/ROUTER/daemons            FRR's daemons file: bgpd on
 //	NAME/NODE/podrouted.yaml       the node's podrouted configuration
-func ContainerlabFiles(p *Plan, opts ClabOptions) (map[string][]byte, error) {
+func ContainerlabFiles(p *topology.Plan, opts ClabOptions) (map[string][]byte, error) {
 	opts.defaults()
 	t := p.Topology
 	if err := checkClabPlan(p); err != nil {
@@ -142,7 +143,7 @@ func clabDoNotEdit(name string) string {
 
 // checkClabPlan rejects what containerlab would: a link on eth0, a name
 // used twice, an interface used twice on one element.
-func checkClabPlan(p *Plan) error {
+func checkClabPlan(p *topology.Plan) error {
 	seen := map[string]bool{}
 	for _, n := range clabElements(p) {
 		if seen[n] {
@@ -171,7 +172,7 @@ func checkClabPlan(p *Plan) error {
 
 // clabElements lists every container in topology order: routers,
 // switches, nodes, then each node's pods.
-func clabElements(p *Plan) []string {
+func clabElements(p *topology.Plan) []string {
 	var out []string
 	for _, r := range p.Routers {
 		out = append(out, r.Name)
@@ -190,7 +191,7 @@ func clabElements(p *Plan) []string {
 
 // clabLinkEnds lists every link as its two "element:interface" ends: the
 // plan's wires, then the pod veths.
-func clabLinkEnds(p *Plan) [][2]string {
+func clabLinkEnds(p *topology.Plan) [][2]string {
 	var out [][2]string
 	for _, w := range p.Wires {
 		out = append(out, [2]string{w.A + ":" + w.AIf, w.B + ":" + w.BIf})
@@ -214,7 +215,7 @@ type clabNode struct {
 	exec       []string
 }
 
-func clabTopology(p *Plan, opts ClabOptions) []byte {
+func clabTopology(p *topology.Plan, opts ClabOptions) []byte {
 	t := p.Topology
 	var nodes []clabNode
 	for _, r := range p.Routers {
@@ -328,7 +329,7 @@ func clabTopology(p *Plan, opts ClabOptions) []byte {
 // clabSysctls are the sysctls every router and node gets: the namespace
 // lab's netns.RouterSysctls, and for IPv6 topologies IPv6 switched on (Docker
 // turns it off in containers of networks without IPv6).
-func clabSysctls(p *Plan, elem string) []string {
+func clabSysctls(p *topology.Plan, elem string) []string {
 	var out []string
 	if p.Topology.IPv6 {
 		out = append(out,
@@ -344,7 +345,7 @@ func clabSysctls(p *Plan, elem string) []string {
 	return out
 }
 
-func clabIfSysctls(p *Plan, ifs []string) []string {
+func clabIfSysctls(p *topology.Plan, ifs []string) []string {
 	var out []string
 	for _, ifc := range ifs {
 		out = append(out, fmt.Sprintf("sysctl -w net.ipv4.conf.%s.rp_filter=0", ifc))
@@ -356,7 +357,7 @@ func clabIfSysctls(p *Plan, ifs []string) []string {
 }
 
 // clabWiredIfs lists elem's link interfaces in link order.
-func clabWiredIfs(p *Plan, elem string) []string {
+func clabWiredIfs(p *topology.Plan, elem string) []string {
 	var out []string
 	for _, l := range clabLinkEnds(p) {
 		for _, end := range l {
@@ -368,7 +369,7 @@ func clabWiredIfs(p *Plan, elem string) []string {
 	return out
 }
 
-func clabRouterExec(p *Plan, r *RouterPlan) []string {
+func clabRouterExec(p *topology.Plan, r *topology.RouterPlan) []string {
 	out := clabSysctls(p, r.Name)
 	out = append(out, clabBridgeExec(p, r.Name)...)
 	for _, ifc := range r.Ifaces {
@@ -381,7 +382,7 @@ func clabRouterExec(p *Plan, r *RouterPlan) []string {
 }
 
 // clabBridgeExec creates the LAN bridges inside elem, as Lab.wire does.
-func clabBridgeExec(p *Plan, elem string) []string {
+func clabBridgeExec(p *topology.Plan, elem string) []string {
 	var out []string
 	for _, br := range p.Bridges {
 		if br.In != elem {
@@ -398,7 +399,7 @@ func clabBridgeExec(p *Plan, elem string) []string {
 	return out
 }
 
-func clabIfaceExec(ifc Iface) []string {
+func clabIfaceExec(ifc topology.Iface) []string {
 	out := []string{"ip link set " + ifc.Name + " up"}
 	for _, a := range ifc.Addrs {
 		out = append(out, "ip addr add "+a.String()+" dev "+ifc.Name)
@@ -408,7 +409,7 @@ func clabIfaceExec(ifc Iface) []string {
 
 // clabNodeExec sets the node's addresses and its side of each pod veth
 // (as Lab.addPod does), then releases start-podrouted.sh.
-func clabNodeExec(p *Plan, n *NodePlan) []string {
+func clabNodeExec(p *topology.Plan, n *topology.NodePlan) []string {
 	out := clabSysctls(p, n.Name)
 	for _, ifc := range n.Ifaces {
 		out = append(out, clabIfaceExec(ifc)...)
@@ -429,7 +430,7 @@ func clabNodeExec(p *Plan, n *NodePlan) []string {
 
 // clabPodExec gives the pod its addresses and routes to the pod pools
 // through link-local gateways on the node's side, as Lab.addPod does.
-func clabPodExec(p *Plan, pod PodPlan) []string {
+func clabPodExec(p *topology.Plan, pod topology.PodPlan) []string {
 	t := p.Topology
 	var out []string
 	if t.IPv6 {

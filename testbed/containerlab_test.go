@@ -16,6 +16,7 @@ import (
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // These tests need neither root nor Docker.
@@ -31,9 +32,9 @@ const (
 	clabSchemaID   = "https://containerlab.dev/clab.schema.json"
 )
 
-func clabGenerate(t *testing.T, name string) (*Plan, map[string][]byte) {
+func clabGenerate(t *testing.T, name string) (*topology.Plan, map[string][]byte) {
 	t.Helper()
-	p, err := NewPlan(BuiltinTopologies()[name])
+	p, err := topology.NewPlan(topology.Builtins()[name])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func clabGenerate(t *testing.T, name string) (*Plan, map[string][]byte) {
 // TestContainerlabFilesCommitted: the files in testbed/containerlab are
 // exactly what the generator makes from the built-in topologies.
 func TestContainerlabFilesCommitted(t *testing.T) {
-	for _, name := range BuiltinNames() {
+	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			_, files := clabGenerate(t, name)
 			diffs, err := CompareClabFiles(clabCommittedDir, name, files)
@@ -102,7 +103,7 @@ func TestContainerlabSchema(t *testing.T) {
 	if err != nil {
 		t.Fatalf("containerlab schema %s: %v", clabSchemaPath, err)
 	}
-	for _, name := range BuiltinNames() {
+	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			_, files := clabGenerate(t, name)
 			_, doc := clabDoc(t, files[ClabTopologyFile(name)])
@@ -167,7 +168,7 @@ var clabAddrCmd = regexp.MustCompile(`^ip addr add (\S+) dev (\S+)$`)
 // containerlab, every address of the plan is set on its interface, and
 // the file has no '$' (containerlab expands environment variables).
 func TestContainerlabStructure(t *testing.T) {
-	for _, name := range BuiltinNames() {
+	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			p, files := clabGenerate(t, name)
 			data := files[ClabTopologyFile(name)]
@@ -285,7 +286,7 @@ func TestContainerlabStructure(t *testing.T) {
 // and passes the daemon's own parsing and validation; each frr.conf is what
 // frr.Config renders; each daemons file turns bgpd on.
 func TestContainerlabConfigs(t *testing.T) {
-	for _, name := range BuiltinNames() {
+	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			p, files := clabGenerate(t, name)
 			for _, n := range p.Nodes {
@@ -319,7 +320,7 @@ func TestContainerlabConfigs(t *testing.T) {
 
 // TestContainerlabDeterministic: two runs give the same bytes.
 func TestContainerlabDeterministic(t *testing.T) {
-	for _, name := range BuiltinNames() {
+	for _, name := range topology.BuiltinNames() {
 		_, a := clabGenerate(t, name)
 		_, b := clabGenerate(t, name)
 		if !reflect.DeepEqual(a, b) {

@@ -24,6 +24,7 @@ import (
 	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // TestE2EKubernetes brings leafspine up in Kubernetes mode, as `podroute-lab
@@ -95,7 +96,7 @@ func TestE2EKubernetes(t *testing.T) {
 	t.Cleanup(teardown)
 
 	out := &logWriter{t: t}
-	topo, err := testbed.LoadTopology("leafspine")
+	topo, err := topology.Load("leafspine")
 	if err != nil {
 		t.Fatal(err)
 	}

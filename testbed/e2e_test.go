@@ -28,6 +28,7 @@ import (
 
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // e2eLab is a lab for one top-level test.
@@ -115,7 +116,7 @@ func upE2ELab(t *testing.T, name string) *e2eLab {
 			}
 		}
 	})
-	topo, err := LoadTopology(name)
+	topo, err := topology.Load(name)
 	must(t, err)
 	l, err := UpLab(ctx, topo, opts)
 	if err != nil {
@@ -160,7 +161,7 @@ func (e *e2eLab) scenario(t *testing.T) {
 
 // requireMatrix pings every pod pair in every family and fails with the
 // matrix unless all answer.
-func (e *e2eLab) requireMatrix(t *testing.T, what string, pods []PodPlan) *Reachability {
+func (e *e2eLab) requireMatrix(t *testing.T, what string, pods []topology.PodPlan) *Reachability {
 	t.Helper()
 	m := e.PingPods(e.ctx, pods)
 	var b strings.Builder
@@ -175,9 +176,9 @@ func (e *e2eLab) requireMatrix(t *testing.T, what string, pods []PodPlan) *Reach
 
 // crossRackPair returns a pod of the first node and a pod of the first node
 // in another rack (LAN), so traffic between them crosses the spines.
-func (e *e2eLab) crossRackPair(t *testing.T) (src, dst PodPlan, srcNode, dstNode *NodePlan) {
+func (e *e2eLab) crossRackPair(t *testing.T) (src, dst topology.PodPlan, srcNode, dstNode *topology.NodePlan) {
 	t.Helper()
-	rack := func(n *NodePlan) string { return e.Uplinks(n.Name)[0].Bridge }
+	rack := func(n *topology.NodePlan) string { return e.Uplinks(n.Name)[0].Bridge }
 	srcNode = e.Plan.Nodes[0]
 	for _, n := range e.Plan.Nodes[1:] {
 		if rack(n) != rack(srcNode) && len(n.PodPlans) > 0 {
@@ -385,7 +386,7 @@ func (e *e2eLab) daemonRestartUnderTraffic(t *testing.T) {
 }
 
 // torOf returns the gateway router of node's LAN and node's address there.
-func (e *e2eLab) torOf(t *testing.T, node *NodePlan) (string, netip.Addr) {
+func (e *e2eLab) torOf(t *testing.T, node *topology.NodePlan) (string, netip.Addr) {
 	t.Helper()
 	up := e.Uplinks(node.Name)
 	if len(up) == 0 || e.FRR(up[0].Bridge) == nil {
@@ -394,7 +395,7 @@ func (e *e2eLab) torOf(t *testing.T, node *NodePlan) (string, netip.Addr) {
 	return up[0].Bridge, node.Ifaces[0].Addrs[0].Addr()
 }
 
-func (e *e2eLab) torNeighborOf(t *testing.T, node *NodePlan) frr.NeighborState {
+func (e *e2eLab) torNeighborOf(t *testing.T, node *topology.NodePlan) frr.NeighborState {
 	t.Helper()
 	tor, addr := e.torOf(t, node)
 	nbrs, err := e.FRR(tor).BGPNeighbors()
@@ -555,7 +556,7 @@ func (e *e2eLab) grInfo(t *testing.T, router string, addr netip.Addr) frrGRInfo 
 func (e *e2eLab) nodeLoss(t *testing.T) {
 	_, dst, victim, other := e.crossRackPair(t)
 	// The unaffected pair: the victim's rack neighbour and the other rack.
-	var bystander *NodePlan
+	var bystander *topology.NodePlan
 	for _, n := range e.Plan.Nodes {
 		if n != victim && n != other && e.Uplinks(n.Name)[0].Bridge == e.Uplinks(victim.Name)[0].Bridge {
 			bystander = n
@@ -624,7 +625,7 @@ func (e *e2eLab) nodeLoss(t *testing.T) {
 	if res.received != res.sent {
 		t.Errorf("unaffected pods lost %d of %d pings during the cut:\n%s", res.sent-res.received, res.sent, res.out)
 	}
-	var remaining []PodPlan
+	var remaining []topology.PodPlan
 	for _, p := range e.Pods() {
 		if p.Node != victim.Name {
 			remaining = append(remaining, p)

@@ -18,6 +18,7 @@ import (
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // LabOptions say where a lab keeps its state and finds its binaries.
@@ -41,7 +42,7 @@ type LabOptions struct {
 
 // Lab is a running lab.
 type Lab struct {
-	Plan  *Plan
+	Plan  *topology.Plan
 	opts  LabOptions
 	state *stateFile
 	ns    map[string]*netns.Namespace // element or pod name -> namespace
@@ -98,10 +99,10 @@ func (o *LabOptions) defaults() {
 
 // UpLab builds the lab for topo. On error everything built so far is torn
 // down again.
-func UpLab(ctx context.Context, topo *Topology, opts LabOptions) (*Lab, error) {
+func UpLab(ctx context.Context, topo *topology.Topology, opts LabOptions) (*Lab, error) {
 	opts.defaults()
 	begin := time.Now()
-	plan, err := NewPlan(topo)
+	plan, err := topology.NewPlan(topo)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +264,7 @@ func (l *Lab) podCount() int {
 }
 
 // wire creates the veth pairs and the bridges.
-func (l *Lab) wire(wires []Wire, bridges []Bridge) error {
+func (l *Lab) wire(wires []topology.Wire, bridges []topology.Bridge) error {
 	for _, br := range bridges {
 		ns := l.ns[br.In]
 		if err := ns.AddBridge(br.Name); err != nil {
@@ -290,7 +291,7 @@ func (l *Lab) wire(wires []Wire, bridges []Bridge) error {
 	return nil
 }
 
-func (l *Lab) addAddrs(elem string, ifaces []Iface) error {
+func (l *Lab) addAddrs(elem string, ifaces []topology.Iface) error {
 	for _, ifc := range ifaces {
 		for _, a := range ifc.Addrs {
 			if err := l.ns[elem].AddAddr(ifc.Name, a.String()); err != nil {
@@ -320,7 +321,7 @@ func (l *Lab) addDefaultRoutes(elem string, gateways []netip.Addr) error {
 	return nil
 }
 
-func isBridgeIface(p *Plan, elem, ifName string) bool {
+func isBridgeIface(p *topology.Plan, elem, ifName string) bool {
 	for _, b := range p.Bridges {
 		if b.In == elem && b.Name == ifName {
 			return true
@@ -329,7 +330,7 @@ func isBridgeIface(p *Plan, elem, ifName string) bool {
 	return false
 }
 
-func (l *Lab) startFRR(r *RouterPlan) error {
+func (l *Lab) startFRR(r *topology.RouterPlan) error {
 	// Under the state dir: FRR (user frr) must be able to traverse it.
 	dir := filepath.Join(l.opts.StateDir, "frr-"+r.Name)
 	ns := l.ns[r.Name]
@@ -354,7 +355,7 @@ func (l *Lab) Socket(node string) string { return filepath.Join(l.nodeDir(node),
 func (l *Lab) NodeLog(node string) string { return filepath.Join(l.nodeDir(node), "podrouted.log") }
 
 // startNode writes node n's config and starts podrouted in its namespace.
-func (l *Lab) startNode(n *NodePlan) error {
+func (l *Lab) startNode(n *topology.NodePlan) error {
 	dir := l.nodeDir(n.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -423,7 +424,7 @@ func (l *Lab) NS(name string) *netns.Namespace {
 func (l *Lab) FRR(name string) *frr.Router { return l.frr[name] }
 
 // Node returns the plan of node name.
-func (l *Lab) Node(name string) *NodePlan {
+func (l *Lab) Node(name string) *topology.NodePlan {
 	for _, n := range l.Plan.Nodes {
 		if n.Name == name {
 			return n
@@ -451,7 +452,7 @@ func AttachLab(opts LabOptions) (*Lab, error) {
 	if st == nil {
 		return nil, fmt.Errorf("no lab is up (no state in %s); start one with `podroute-lab up`", opts.StateDir)
 	}
-	plan, err := NewPlan(st.Topology)
+	plan, err := topology.NewPlan(st.Topology)
 	if err != nil {
 		return nil, err
 	}

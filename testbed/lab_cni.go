@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // The lab plugs pods in with podroute-cni exactly as kubelet would: the
@@ -57,7 +59,7 @@ func (l *Lab) cniNetworkConfig(ctx context.Context, node string) ([]byte, error)
 }
 
 // runCNI invokes podroute-cni for pod with command (ADD, DEL, CHECK).
-func (l *Lab) runCNI(ctx context.Context, command, node string, pod *PodPlan, conf []byte) ([]byte, error) {
+func (l *Lab) runCNI(ctx context.Context, command, node string, pod *topology.PodPlan, conf []byte) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.nsName(node), filepath.Join(l.opts.BinDir, "podroute-cni"))
 	cmd.Env = append(os.Environ(),
 		"CNI_COMMAND="+command,
@@ -77,7 +79,7 @@ func (l *Lab) runCNI(ctx context.Context, command, node string, pod *PodPlan, co
 
 // addPodCNI creates pod's namespace and runs CNI ADD; the pod's addresses
 // are what the plugin allocated.
-func (l *Lab) addPodCNI(ctx context.Context, n *NodePlan, pod *PodPlan) error {
+func (l *Lab) addPodCNI(ctx context.Context, n *topology.NodePlan, pod *topology.PodPlan) error {
 	if _, err := l.createNS(pod.Name); err != nil {
 		return err
 	}

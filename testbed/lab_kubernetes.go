@@ -44,6 +44,7 @@ import (
 	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // Names and numbers of the lab's Kubernetes mode.
@@ -162,7 +163,7 @@ func (l *Lab) buildKubeNetwork() error {
 	if err := l.ns[cp.BridgeIn].Attach(cp.Port, cp.Bridge); err != nil {
 		return err
 	}
-	if err := l.addAddrs(KubeCPElement, []Iface{cp.Iface}); err != nil {
+	if err := l.addAddrs(KubeCPElement, []topology.Iface{cp.Iface}); err != nil {
 		return err
 	}
 	return l.addDefaultRoutes(KubeCPElement, cp.Gateways)
@@ -310,7 +311,7 @@ func registerNode(ctx context.Context, cs kubernetes.Interface, node corev1.Node
 
 // setPodCIDRs puts the CIDRs Kubernetes gave node np into its plan, with
 // the pod addresses planned from them (CNI has the last word).
-func setPodCIDRs(np *NodePlan, cidrs []string) error {
+func setPodCIDRs(np *topology.NodePlan, cidrs []string) error {
 	np.PodCIDRs = nil
 	for _, c := range cidrs {
 		p, err := netip.ParsePrefix(c)
@@ -323,7 +324,7 @@ func setPodCIDRs(np *NodePlan, cidrs []string) error {
 	for j := range np.PodPlans {
 		np.PodPlans[j].Addrs = nil
 		for _, c := range np.PodCIDRs {
-			np.PodPlans[j].Addrs = append(np.PodPlans[j].Addrs, hostAddr(c, 10+j))
+			np.PodPlans[j].Addrs = append(np.PodPlans[j].Addrs, topology.HostAddr(c, 10+j))
 		}
 	}
 	return nil
@@ -332,11 +333,11 @@ func setPodCIDRs(np *NodePlan, cidrs []string) error {
 // kubeLocalConfig is podrouted's file in Kubernetes mode: only the local
 // options (as manifests/03-config.yaml's ConfigMap); identity, pod CIDRs,
 // pools and peers come from the API server.
-func kubeLocalConfig(np *NodePlan, c *config.Config) ([]byte, error) {
+func kubeLocalConfig(np *topology.NodePlan, c *config.Config) ([]byte, error) {
 	port := int32(179)
 	gr := true
 	c.ListenPort = &port
-	c.RouteProtocol = LabRouteProtocol
+	c.RouteProtocol = topology.RouteProtocol
 	c.GoBGPAPI = "127.0.0.1:50051"
 	c.LogLevel = "info"
 	c.GracefulRestart.Enabled = &gr

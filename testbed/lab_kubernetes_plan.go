@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podroute/podroute/cluster"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // KubePlan is how a topology is described to Kubernetes. Like Plan it is
@@ -34,9 +35,9 @@ type KubePlan struct {
 // KubeCPPlan places the control plane: a port of the first LAN's bridge.
 type KubeCPPlan struct {
 	LAN              string
-	BridgeIn, Bridge string // element holding the bridge, and its name
-	Port             string // the bridge-side veth
-	Iface            Iface  // the control plane's side, with its addresses
+	BridgeIn, Bridge string         // element holding the bridge, and its name
+	Port             string         // the bridge-side veth
+	Iface            topology.Iface // the control plane's side, with its addresses
 	Gateways         []netip.Addr
 	Address          netip.Addr // the API server's bind address
 }
@@ -45,7 +46,7 @@ type KubeCPPlan struct {
 // model cannot say the way the static plan does: a node on two gateway
 // LANs (one rack label), or a node-to-node mesh that is not one LAN of
 // every node (the mesh is cluster-wide in Kubernetes).
-func NewKubePlan(p *Plan) (*KubePlan, error) {
+func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 	t := p.Topology
 	if len(t.LANs) == 0 || len(p.Bridges) != len(t.LANs) {
 		return nil, fmt.Errorf("kubernetes mode: topology %s has no LAN to attach the control plane to", t.Name)
@@ -65,7 +66,7 @@ func NewKubePlan(p *Plan) (*KubePlan, error) {
 	// The control plane: host .100 (::100) of the first LAN.
 	lan0 := t.LANs[0]
 	cp := KubeCPPlan{LAN: lan0.Name, BridgeIn: p.Bridges[0].In, Bridge: p.Bridges[0].Name, Port: "l-" + KubeCPElement,
-		Iface: Iface{Name: ifName("eth-" + lan0.Name)}}
+		Iface: topology.Iface{Name: topology.IfName("eth-" + lan0.Name)}}
 	subnets := []string{lan0.Subnet4}
 	if t.IPv6 {
 		subnets = append(subnets, lan0.Subnet6)
@@ -81,13 +82,13 @@ func NewKubePlan(p *Plan) (*KubePlan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lan %s: %w", lan0.Name, err)
 		}
-		a := hostAddr(sub, kubeCPHost)
+		a := topology.HostAddr(sub, kubeCPHost)
 		if !sub.Contains(a) || taken[a] != "" {
 			return nil, fmt.Errorf("kubernetes mode: the control plane's address %s on LAN %s is not free (%s)", a, lan0.Name, taken[a])
 		}
 		cp.Iface.Addrs = append(cp.Iface.Addrs, netip.PrefixFrom(a, sub.Bits()))
 		if lan0.Gateway != "" {
-			cp.Gateways = append(cp.Gateways, hostAddr(sub, 1))
+			cp.Gateways = append(cp.Gateways, topology.HostAddr(sub, 1))
 		}
 	}
 	cp.Address = cp.Iface.Addrs[0].Addr()
@@ -176,7 +177,7 @@ func NewKubePlan(p *Plan) (*KubePlan, error) {
 			if i == 1 {
 				name += "-v6"
 			}
-			kp.Peers = append(kp.Peers, peer(name, sel, hostAddr(sub, 1), routerASN[lan.Gateway]))
+			kp.Peers = append(kp.Peers, peer(name, sel, topology.HostAddr(sub, 1), routerASN[lan.Gateway]))
 		}
 	}
 	// A node wired straight to a router (a Link, not a LAN) peers with it
@@ -232,7 +233,7 @@ func NewKubePlan(p *Plan) (*KubePlan, error) {
 	return kp, nil
 }
 
-func subnets4and6(lan LAN, ipv6 bool) []string {
+func subnets4and6(lan topology.LAN, ipv6 bool) []string {
 	if ipv6 {
 		return []string{lan.Subnet4, lan.Subnet6}
 	}
@@ -241,7 +242,7 @@ func subnets4and6(lan LAN, ipv6 bool) []string {
 
 // kubeNodeAddresses are np's InternalIPs, IPv4 first (the first is the
 // router ID, as in the static plan), and its Hostname.
-func kubeNodeAddresses(np *NodePlan) []corev1.NodeAddress {
+func kubeNodeAddresses(np *topology.NodePlan) []corev1.NodeAddress {
 	addrs := np.Addresses()
 	slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
 		switch {
@@ -259,7 +260,7 @@ func kubeNodeAddresses(np *NodePlan) []corev1.NodeAddress {
 	return append(out, corev1.NodeAddress{Type: corev1.NodeHostName, Address: np.Name})
 }
 
-func planNode(p *Plan, name string) *NodePlan {
+func planNode(p *topology.Plan, name string) *topology.NodePlan {
 	for _, n := range p.Nodes {
 		if n.Name == name {
 			return n
@@ -268,7 +269,7 @@ func planNode(p *Plan, name string) *NodePlan {
 	return nil
 }
 
-func planRouter(p *Plan, name string) *RouterPlan {
+func planRouter(p *topology.Plan, name string) *topology.RouterPlan {
 	for _, r := range p.Routers {
 		if r.Name == name {
 			return r

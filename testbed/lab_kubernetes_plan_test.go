@@ -9,11 +9,12 @@ import (
 
 	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 func TestPlanKubernetes(t *testing.T) {
-	plan := func(name string) (*testbed.Plan, *testbed.KubePlan) {
-		p, err := testbed.NewPlan(testbed.BuiltinTopologies()[name])
+	plan := func(name string) (*topology.Plan, *testbed.KubePlan) {
+		p, err := topology.NewPlan(topology.Builtins()[name])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/api"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // Convergence is how far the lab is from fully routed.
@@ -78,7 +79,7 @@ func (l *Lab) ownRoutes(node string) (map[string]bool, error) {
 			return nil, err
 		}
 		for _, r := range routes {
-			if r.Protocol == itoa(LabRouteProtocol) && r.Type != "blackhole" {
+			if r.Protocol == itoa(topology.RouteProtocol) && r.Type != "blackhole" {
 				out[r.Dst] = true
 			}
 		}
@@ -180,7 +181,7 @@ func (l *Lab) peerNames() map[string]string {
 
 // Reachability is the pod-to-pod ping matrix.
 type Reachability struct {
-	Pods     []PodPlan
+	Pods     []topology.PodPlan
 	Families []string // "IPv4", "IPv6"
 	// Result[src][dst][family] is true when the ping came back.
 	Result map[string]map[string]map[string]bool
@@ -208,8 +209,8 @@ func (r *Reachability) Failures() int {
 }
 
 // Pods lists every pod of the lab.
-func (l *Lab) Pods() []PodPlan {
-	var out []PodPlan
+func (l *Lab) Pods() []topology.PodPlan {
+	var out []topology.PodPlan
 	for _, n := range l.Plan.Nodes {
 		out = append(out, n.PodPlans...)
 	}
@@ -221,13 +222,13 @@ func (l *Lab) Pods() []PodPlan {
 func (l *Lab) PingMatrix(ctx context.Context) *Reachability { return l.PingPods(ctx, l.Pods()) }
 
 // PingPods is PingMatrix over some of the pods only.
-func (l *Lab) PingPods(ctx context.Context, pods []PodPlan) *Reachability {
+func (l *Lab) PingPods(ctx context.Context, pods []topology.PodPlan) *Reachability {
 	r := &Reachability{Pods: pods, Families: []string{"IPv4"}, Result: map[string]map[string]map[string]bool{}}
 	if l.Plan.Topology.IPv6 {
 		r.Families = append(r.Families, "IPv6")
 	}
 	type job struct {
-		src, dst PodPlan
+		src, dst topology.PodPlan
 		fam      int
 	}
 	var jobs []job

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // AddNode adds node name, with AS asn and pods pods, to LAN lan of the
@@ -36,7 +37,7 @@ import (
 // need a new peer.
 //
 // AddNode does not wait for convergence; WaitConverged covers the new node.
-func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods int) (*NodePlan, error) {
+func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods int) (*topology.NodePlan, error) {
 	if l.Kubernetes() {
 		return nil, fmt.Errorf("add node %s: not supported in Kubernetes mode (the node would need a Node object)", name)
 	}
@@ -44,22 +45,22 @@ func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods in
 	if err != nil {
 		return nil, err
 	}
-	li := slices.IndexFunc(topo.LANs, func(x LAN) bool { return x.Name == lan })
+	li := slices.IndexFunc(topo.LANs, func(x topology.LAN) bool { return x.Name == lan })
 	if li < 0 {
 		return nil, fmt.Errorf("add node %s: no LAN %q in topology %s", name, lan, topo.Name)
 	}
 	if topo.LANs[li].Mesh {
 		return nil, fmt.Errorf("add node %s: LAN %s is a full mesh; its members would need a new peer each", name, lan)
 	}
-	topo.Nodes = append(topo.Nodes, Node{Name: name, ASN: asn, Pods: pods, Rack: lan})
+	topo.Nodes = append(topo.Nodes, topology.Node{Name: name, ASN: asn, Pods: pods, Rack: lan})
 	topo.LANs[li].Members = append(topo.LANs[li].Members, name)
-	plan, err := NewPlan(topo)
+	plan, err := topology.NewPlan(topo)
 	if err != nil {
 		return nil, fmt.Errorf("add node %s: %w", name, err)
 	}
 	keepNodes(plan, l.Plan)
 	np := plan.Nodes[len(plan.Nodes)-1]
-	var wire Wire
+	var wire topology.Wire
 	for _, w := range plan.Wires {
 		if w.B == name {
 			wire = w
@@ -108,7 +109,7 @@ func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods in
 // keepNodes puts the running nodes' plans (with the pod addresses CNI
 // gave them, which NewPlan cannot know) into a plan recomputed for a
 // changed topology. Nodes keep their positions, so the two agree on them.
-func keepNodes(plan, running *Plan) {
+func keepNodes(plan, running *topology.Plan) {
 	for i, n := range plan.Nodes {
 		if i < len(running.Nodes) && running.Nodes[i].Name == n.Name {
 			plan.Nodes[i] = running.Nodes[i]
@@ -148,7 +149,7 @@ func (l *Lab) RemoveNode(ctx context.Context, name string) error {
 		}
 	}
 	topo.Nodes = topo.Nodes[:len(topo.Nodes)-1]
-	plan, err := NewPlan(topo)
+	plan, err := topology.NewPlan(topo)
 	if err != nil {
 		return fmt.Errorf("remove node %s: %w", name, err)
 	}
@@ -188,12 +189,12 @@ func (l *Lab) RemoveNode(ctx context.Context, name string) error {
 	})
 }
 
-func cloneTopology(t *Topology) (*Topology, error) {
+func cloneTopology(t *topology.Topology) (*topology.Topology, error) {
 	data, err := json.Marshal(t)
 	if err != nil {
 		return nil, err
 	}
-	var out Topology
+	var out topology.Topology
 	return &out, json.Unmarshal(data, &out)
 }
 

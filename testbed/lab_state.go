@@ -11,6 +11,7 @@ import (
 
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // DefaultLabStateDir keeps what `podroute-lab down` needs to tear a lab
@@ -20,12 +21,12 @@ const DefaultLabStateDir = "/run/podroute-lab"
 // LabState is written to StateDir/state.json before each thing is
 // created, so teardown knows about everything that may exist.
 type LabState struct {
-	RunID      string         `json:"runID"`
-	Topology   *Topology      `json:"topology"` // as it is now, nodes added later included
-	Namespaces []string       `json:"namespaces"`
-	Processes  []ProcessState `json:"processes"`
-	FRR        []FRRState     `json:"frr"`
-	Started    time.Time      `json:"started"`
+	RunID      string             `json:"runID"`
+	Topology   *topology.Topology `json:"topology"` // as it is now, nodes added later included
+	Namespaces []string           `json:"namespaces"`
+	Processes  []ProcessState     `json:"processes"`
+	FRR        []FRRState         `json:"frr"`
+	Started    time.Time          `json:"started"`
 	// PodAddrs are the addresses podroute-cni gave each pod.
 	PodAddrs map[string][]string `json:"podAddrs,omitempty"`
 	// PodCIDRs are the nodes' pod CIDRs when Kubernetes assigned them

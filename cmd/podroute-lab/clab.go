@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // defaultClabDir is where the committed containerlab files live, relative
@@ -36,15 +37,15 @@ func clabCmd(_ *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
 			if len(topologies) == 0 {
-				topologies = testbed.BuiltinNames()
+				topologies = topology.BuiltinNames()
 			}
 			stale := 0
 			for _, name := range topologies {
-				topo, err := testbed.LoadTopology(name)
+				topo, err := topology.Load(name)
 				if err != nil {
 					return err
 				}
-				plan, err := testbed.NewPlan(topo)
+				plan, err := topology.NewPlan(topo)
 				if err != nil {
 					return fmt.Errorf("topology %s: %w", name, err)
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 func main() {
@@ -72,7 +73,7 @@ func (g *globalFlags) options(cmd *cobra.Command) testbed.LabOptions {
 }
 
 func upCmd(g *globalFlags) *cobra.Command {
-	var topology string
+	var topoName string
 	var kube kubeFlags
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -102,7 +103,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
 				}
 			}
-			topo, err := testbed.LoadTopology(topology)
+			topo, err := topology.Load(topoName)
 			if err != nil {
 				return err
 			}
@@ -115,7 +116,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 			return report(cmd, lab, true)
 		},
 	}
-	cmd.Flags().StringVar(&topology, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
+	cmd.Flags().StringVar(&topoName, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
 	cmd.Flags().BoolVar(&kube.enabled, "kubernetes", false, "Kubernetes mode: a control plane (etcd, kube-apiserver, kube-controller-manager) in namespace cp on the first LAN; podrouted learns nodes, pod CIDRs and peers from it")
 	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager and kubectl (`make k8s-tools`)")
 	cmd.Flags().StringVar(&kube.manifests, "manifests", defaultManifestsDir(defaultBinDir()), "podroute's manifests directory (Kubernetes mode applies 00-namespace, 01-crds and 02-rbac from it)")
@@ -125,7 +126,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 
 func joinNames() string {
 	s := ""
-	for i, n := range testbed.BuiltinNames() {
+	for i, n := range topology.BuiltinNames() {
 		if i > 0 {
 			s += ", "
 		}
@@ -151,7 +152,7 @@ func report(cmd *cobra.Command, lab *testbed.Lab, hints bool) error {
 		n := lab.Plan.Nodes[0].Name
 		fmt.Fprintf(out, "\nLook around:\n"+
 			"  podroute-lab exec %s -- podroute status     # the node's BGP sessions\n"+
-			"  podroute-lab exec %s -- ip route            # its kernel routes (podroute's: proto %d)\n", n, n, testbed.LabRouteProtocol)
+			"  podroute-lab exec %s -- ip route            # its kernel routes (podroute's: proto %d)\n", n, n, topology.RouteProtocol)
 		if len(lab.Plan.Routers) > 0 {
 			r := lab.Plan.Routers[0].Name
 			fmt.Fprintf(out, "  podroute-lab exec %s -- vtysh -N %s -c 'show bgp summary'\n", r, lab.RunID()+"-"+r)
@@ -252,8 +253,8 @@ func topologiesCmd() *cobra.Command {
 		Use:   "topologies",
 		Short: "List the built-in topologies",
 		Run: func(cmd *cobra.Command, _ []string) {
-			for _, n := range testbed.BuiltinNames() {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", n, testbed.BuiltinTopologies()[n].Description)
+			for _, n := range topology.BuiltinNames() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", n, topology.Builtins()[n].Description)
 			}
 		},
 	}

@@ -1,4 +1,4 @@
-package testbed
+package topology
 
 import (
 	"fmt"
@@ -72,9 +72,9 @@ type LAN struct {
 
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,11}$`)
 
-// LoadTopology returns a built-in topology by name, or reads a YAML file.
-func LoadTopology(nameOrFile string) (*Topology, error) {
-	if t, ok := BuiltinTopologies()[nameOrFile]; ok {
+// Load returns a built-in topology by name, or reads a YAML file.
+func Load(nameOrFile string) (*Topology, error) {
+	if t, ok := Builtins()[nameOrFile]; ok {
 		return t, nil
 	}
 	data, err := os.ReadFile(nameOrFile)
@@ -94,7 +94,7 @@ func LoadTopology(nameOrFile string) (*Topology, error) {
 // BuiltinNames lists the built-in topologies, sorted.
 func BuiltinNames() []string {
 	var names []string
-	for n := range BuiltinTopologies() {
+	for n := range Builtins() {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -173,7 +173,7 @@ func addName(kind map[string]string, name, what string) error {
 	return nil
 }
 
-// BuiltinTopologies returns fresh copies of the built-in topologies.
+// Builtins returns fresh copies of the built-in topologies.
 //
 // leafspine: 2 spines (AS 65100, shared as in RFC 7938 so a route never
 // comes back to a spine), 2 racks each with a ToR (AS 65101, 65102) and 2
@@ -181,7 +181,7 @@ func addName(kind map[string]string, name, what string) error {
 // drop its rack neighbour's routes as an AS-path loop). Nodes sit on a
 // per-rack LAN behind their ToR, so traffic between racks crosses ToR,
 // spine, ToR.
-func BuiltinTopologies() map[string]*Topology {
+func Builtins() map[string]*Topology {
 	leafspine := func(name string, ipv6 bool) *Topology {
 		t := &Topology{
 			Name: name, IPv6: ipv6, HoldTime: 3,

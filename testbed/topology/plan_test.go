@@ -1,4 +1,4 @@
-package testbed
+package topology
 
 import (
 	"net/netip"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestPlanLeafspineAddressesAndSessions(t *testing.T) {
-	p, err := NewPlan(BuiltinTopologies()["leafspine"])
+	p, err := NewPlan(Builtins()["leafspine"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestPlanLeafspineAddressesAndSessions(t *testing.T) {
 }
 
 func TestPlanDualstackAndFlat(t *testing.T) {
-	ds, err := NewPlan(BuiltinTopologies()["dualstack"])
+	ds, err := NewPlan(Builtins()["dualstack"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestPlanDualstackAndFlat(t *testing.T) {
 	if len(n4.Config.Peers) != 2 {
 		t.Errorf("node-4 peers %+v, want a v4 and a v6 session", n4.Config.Peers)
 	}
-	flat, err := NewPlan(BuiltinTopologies()["flat"])
+	flat, err := NewPlan(Builtins()["flat"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestTopologyValidate(t *testing.T) {
 		"long name":         func(t *Topology) { t.Nodes[0].Name = "a-very-long-node-name" },
 		"ipv6 without pool": func(t *Topology) { t.IPv6 = true; t.PodPool6 = "" },
 	} {
-		topo := BuiltinTopologies()["leafspine"]
+		topo := Builtins()["leafspine"]
 		mutate(topo)
 		if err := topo.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted it", name)

@@ -1,4 +1,4 @@
-package testbed
+package topology
 
 import (
 	"fmt"
@@ -95,8 +95,8 @@ var (
 	linkPool6 = netip.MustParsePrefix("fd00:30::/48")  // /64 per link
 )
 
-// LabRouteProtocol is the route protocol podrouted uses in the lab.
-const LabRouteProtocol = 201
+// RouteProtocol is the route protocol podrouted uses in the lab.
+const RouteProtocol = 201
 
 // NewPlan resolves t. It fails only on a topology Validate would reject or
 // one too large for the address plan.
@@ -174,7 +174,7 @@ func NewPlan(t *Topology) (*Plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		ifA, ifB := ifName(l.B), ifName(l.A)
+		ifA, ifB := IfName(l.B), IfName(l.A)
 		ia, ib := Iface{Name: ifA, Addrs: []netip.Prefix{a4}}, Iface{Name: ifB, Addrs: []netip.Prefix{b4}}
 		var a6, b6 netip.Prefix
 		if t.IPv6 {
@@ -216,10 +216,10 @@ func NewPlan(t *Topology) (*Plan, error) {
 		}
 		var gw4, gw6 netip.Addr
 		if lan.Gateway != "" {
-			gw4 = hostAddr(s4, 1)
+			gw4 = HostAddr(s4, 1)
 			br.Addrs = append(br.Addrs, netip.PrefixFrom(gw4, s4.Bits()))
 			if t.IPv6 {
-				gw6 = hostAddr(s6, 1)
+				gw6 = HostAddr(s6, 1)
 				br.Addrs = append(br.Addrs, netip.PrefixFrom(gw6, s6.Bits()))
 			}
 			rp := routers[lan.Gateway]
@@ -242,14 +242,14 @@ func NewPlan(t *Topology) (*Plan, error) {
 			if len(hostIf) > netns.MaxIfNameLen {
 				hostIf = hostIf[:netns.MaxIfNameLen]
 			}
-			a4 := hostAddr(s4, 11+j)
+			a4 := HostAddr(s4, 11+j)
 			ifc := Iface{Name: "eth-" + lan.Name, Addrs: []netip.Prefix{netip.PrefixFrom(a4, s4.Bits())}}
 			if len(ifc.Name) > netns.MaxIfNameLen {
 				ifc.Name = ifc.Name[:netns.MaxIfNameLen]
 			}
 			var a6 netip.Addr
 			if t.IPv6 {
-				a6 = hostAddr(s6, 11+j)
+				a6 = HostAddr(s6, 11+j)
 				ifc.Addrs = append(ifc.Addrs, netip.PrefixFrom(a6, s6.Bits()))
 			}
 			memberAddr[m] = [2]netip.Addr{a4, a6}
@@ -293,7 +293,7 @@ func NewPlan(t *Topology) (*Plan, error) {
 		for j := 1; j <= np.Node.Pods; j++ {
 			pod := PodPlan{Name: fmt.Sprintf("%s-p%d", np.Name, j), Node: np.Name, HostIf: fmt.Sprintf("pod%d", j)}
 			for _, c := range np.PodCIDRs {
-				pod.Addrs = append(pod.Addrs, hostAddr(c, 9+j))
+				pod.Addrs = append(pod.Addrs, HostAddr(c, 9+j))
 			}
 			np.PodPlans = append(np.PodPlans, pod)
 		}
@@ -311,7 +311,7 @@ func nodeConfig(t *Topology, np *NodePlan, peers []config.Peer, hold int) *confi
 		ASN:           np.ASN,
 		ListenPort:    &port,
 		PodPools:      []string{t.PodPool4},
-		RouteProtocol: LabRouteProtocol,
+		RouteProtocol: RouteProtocol,
 		GoBGPAPI:      "127.0.0.1:50051",
 		LogLevel:      "info",
 		Peers:         peers,
@@ -333,8 +333,8 @@ func nodeConfig(t *Topology, np *NodePlan, peers []config.Peer, hold int) *confi
 	return c
 }
 
-// ifName names the interface towards elem.
-func ifName(elem string) string {
+// IfName names the interface towards elem.
+func IfName(elem string) string {
 	if len(elem) > netns.MaxIfNameLen {
 		return elem[:netns.MaxIfNameLen]
 	}
@@ -356,11 +356,11 @@ func linkAddrs(pool netip.Prefix, bits, i int) (a, b netip.Prefix, err error) {
 	if err != nil {
 		return a, b, fmt.Errorf("too many links: %w", err)
 	}
-	return netip.PrefixFrom(hostAddr(sub, 1), bits), netip.PrefixFrom(hostAddr(sub, 2), bits), nil
+	return netip.PrefixFrom(HostAddr(sub, 1), bits), netip.PrefixFrom(HostAddr(sub, 2), bits), nil
 }
 
-// hostAddr is address number n of subnet p.
-func hostAddr(p netip.Prefix, n int) netip.Addr {
+// HostAddr is address number n of subnet p.
+func HostAddr(p netip.Prefix, n int) netip.Addr {
 	return addOffset(p.Masked().Addr(), uint64(n), 0)
 }
 
