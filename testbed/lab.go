@@ -297,7 +297,7 @@ func (l *Lab) addAddrs(elem string, ifaces []topology.Iface) error {
 			if err := l.ns[elem].AddAddr(ifc.Name, a.String()); err != nil {
 				// A gateway's addresses live on its bridge and were added
 				// with it.
-				if isBridgeIface(l.Plan, elem, ifc.Name) {
+				if l.Plan.IsBridge(elem, ifc.Name) {
 					continue
 				}
 				return fmt.Errorf("%s %s %s: %w", elem, ifc.Name, a, err)
@@ -319,15 +319,6 @@ func (l *Lab) addDefaultRoutes(elem string, gateways []netip.Addr) error {
 		}
 	}
 	return nil
-}
-
-func isBridgeIface(p *topology.Plan, elem, ifName string) bool {
-	for _, b := range p.Bridges {
-		if b.In == elem && b.Name == ifName {
-			return true
-		}
-	}
-	return false
 }
 
 func (l *Lab) startFRR(r *topology.RouterPlan) error {

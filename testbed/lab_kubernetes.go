@@ -241,7 +241,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 			return err
 		}
 		cidrs[np.Name] = got
-		l.progress("  Node %s: InternalIP %s, pod CIDRs %s (from nodeipam)", np.Name, joinAddrs(np.Addresses()), strings.Join(got, ","))
+		l.progress("  Node %s: InternalIP %s, pod CIDRs %s (from nodeipam)", np.Name, commaAddrs(np.Addresses()), strings.Join(got, ","))
 	}
 	if err := l.state.update(func(s *LabState) { s.PodCIDRs = cidrs }); err != nil {
 		return err
@@ -506,4 +506,13 @@ func (l *Lab) kubeSummary() string {
 		return ""
 	}
 	return fmt.Sprintf("Kubernetes: API server %s in namespace %s; podrouted runs with ServiceAccount %s/%s's token", k.APIServer, k.Namespace, KubeNamespace, KubeServiceAccount)
+}
+
+// commaAddrs lists addresses for a progress line.
+func commaAddrs(as []netip.Addr) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, ", ")
 }

@@ -333,6 +333,17 @@ func nodeConfig(t *Topology, np *NodePlan, peers []config.Peer, hold int) *confi
 	return c
 }
 
+// IsBridge reports whether ifName in element elem is one of the plan's
+// bridges (a LAN), rather than a link or a pod's veth.
+func (p *Plan) IsBridge(elem, ifName string) bool {
+	for _, b := range p.Bridges {
+		if b.In == elem && b.Name == ifName {
+			return true
+		}
+	}
+	return false
+}
+
 // IfName names the interface towards elem.
 func IfName(elem string) string {
 	if len(elem) > netns.MaxIfNameLen {

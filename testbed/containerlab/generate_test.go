@@ -1,4 +1,4 @@
-package testbed
+package containerlab
 
 import (
 	"bytes"
@@ -21,14 +21,14 @@ import (
 
 // These tests need neither root nor Docker.
 
-// clabCommittedDir holds the committed containerlab files (relative to
-// this package's directory, where go test runs).
-const clabCommittedDir = "containerlab"
+// clabCommittedDir holds the committed containerlab files: this package's
+// own directory, where go test runs.
+const clabCommittedDir = "."
 
 // clabSchemaPath is containerlab's own topology schema, vendored from the
-// github.com/srl-labs/containerlab module (see containerlab/schema/README.md).
+// github.com/srl-labs/containerlab module (see schema/README.md).
 const (
-	clabSchemaPath = "containerlab/schema/clab.schema.json"
+	clabSchemaPath = "schema/clab.schema.json"
 	clabSchemaID   = "https://containerlab.dev/clab.schema.json"
 )
 
@@ -38,7 +38,7 @@ func clabGenerate(t *testing.T, name string) (*topology.Plan, map[string][]byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := ContainerlabFiles(p, ClabOptions{})
+	files, err := Files(p, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestContainerlabFilesCommitted(t *testing.T) {
 	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			_, files := clabGenerate(t, name)
-			diffs, err := CompareClabFiles(clabCommittedDir, name, files)
+			diffs, err := Compare(clabCommittedDir, name, files)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,17 +106,17 @@ func TestContainerlabSchema(t *testing.T) {
 	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			_, files := clabGenerate(t, name)
-			_, doc := clabDoc(t, files[ClabTopologyFile(name)])
+			_, doc := clabDoc(t, files[TopologyFile(name)])
 			if err := sch.Validate(doc); err != nil {
-				t.Errorf("generated %s does not validate against containerlab's schema:\n%v", ClabTopologyFile(name), err)
+				t.Errorf("generated %s does not validate against containerlab's schema:\n%v", TopologyFile(name), err)
 			}
-			committed, err := os.ReadFile(filepath.Join(clabCommittedDir, ClabTopologyFile(name)))
+			committed, err := os.ReadFile(filepath.Join(clabCommittedDir, TopologyFile(name)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			_, doc = clabDoc(t, committed)
 			if err := sch.Validate(doc); err != nil {
-				t.Errorf("committed %s does not validate against containerlab's schema:\n%v", ClabTopologyFile(name), err)
+				t.Errorf("committed %s does not validate against containerlab's schema:\n%v", TopologyFile(name), err)
 			}
 		})
 	}
@@ -171,9 +171,9 @@ func TestContainerlabStructure(t *testing.T) {
 	for _, name := range topology.BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
 			p, files := clabGenerate(t, name)
-			data := files[ClabTopologyFile(name)]
+			data := files[TopologyFile(name)]
 			if bytes.ContainsRune(data, '$') {
-				t.Errorf("%s contains '$', which containerlab would expand as an environment variable", ClabTopologyFile(name))
+				t.Errorf("%s contains '$', which containerlab would expand as an environment variable", TopologyFile(name))
 			}
 			j, _ := clabDoc(t, data)
 			var topo clabTopo
@@ -208,8 +208,8 @@ func TestContainerlabStructure(t *testing.T) {
 				ifs[e] = map[string]bool{}
 			}
 			for _, l := range topo.Topology.Links {
-				if len(l.Endpoints) != 2 || l.MTU != ClabLinkMTU {
-					t.Errorf("link %v mtu %d: want 2 endpoints, mtu %d", l.Endpoints, l.MTU, ClabLinkMTU)
+				if len(l.Endpoints) != 2 || l.MTU != LinkMTU {
+					t.Errorf("link %v mtu %d: want 2 endpoints, mtu %d", l.Endpoints, l.MTU, LinkMTU)
 				}
 				for _, end := range l.Endpoints {
 					e, ifc, _ := strings.Cut(end, ":")
@@ -246,7 +246,7 @@ func TestContainerlabStructure(t *testing.T) {
 				}
 				for _, pod := range n.PodPlans {
 					for _, a := range pod.Addrs {
-						wantAddrs[pod.Name+" "+ClabPodIf+" "+hostPrefix(a).String()] = true
+						wantAddrs[pod.Name+" "+PodIf+" "+hostPrefix(a).String()] = true
 					}
 				}
 			}
@@ -338,10 +338,10 @@ func TestContainerlabCompareAndWrite(t *testing.T) {
 	if err := os.WriteFile(other, []byte("not generated\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := WriteClabFiles(dir, "flat", files); err != nil {
+	if _, _, err := Write(dir, "flat", files); err != nil {
 		t.Fatal(err)
 	}
-	if diffs, err := CompareClabFiles(dir, "flat", files); err != nil || len(diffs) != 0 {
+	if diffs, err := Compare(dir, "flat", files); err != nil || len(diffs) != 0 {
 		t.Fatalf("fresh files: diffs %v, err %v", diffs, err)
 	}
 	must := func(err error) {
@@ -354,7 +354,7 @@ func TestContainerlabCompareAndWrite(t *testing.T) {
 	must(os.Remove(filepath.Join(dir, "flat", "node-2", "podrouted.yaml")))
 	must(os.MkdirAll(filepath.Join(dir, "flat", "node-9"), 0o755))
 	must(os.WriteFile(filepath.Join(dir, "flat", "node-9", "podrouted.yaml"), []byte("old\n"), 0o644))
-	diffs, err := CompareClabFiles(dir, "flat", files)
+	diffs, err := Compare(dir, "flat", files)
 	must(err)
 	var got []string
 	for _, d := range diffs {
@@ -364,12 +364,12 @@ func TestContainerlabCompareAndWrite(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("diffs %q, want %q", got, want)
 	}
-	written, removed, err := WriteClabFiles(dir, "flat", files)
+	written, removed, err := Write(dir, "flat", files)
 	must(err)
 	if len(written) != 2 || len(removed) != 1 {
 		t.Errorf("written %v removed %v, want 2 and 1", written, removed)
 	}
-	if diffs, err := CompareClabFiles(dir, "flat", files); err != nil || len(diffs) != 0 {
+	if diffs, err := Compare(dir, "flat", files); err != nil || len(diffs) != 0 {
 		t.Errorf("after writing: diffs %v, err %v", diffs, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "flat", "node-9")); !os.IsNotExist(err) {

@@ -1,4 +1,4 @@
-package testbed
+package containerlab
 
 // containerlab: the same Plan the namespace lab builds, written out as a
 // containerlab topology (NAME.clab.yml) plus the files its containers bind,
@@ -13,7 +13,7 @@ package testbed
 //     podrouted image, pods and LAN switches a small tools image.
 //   - A container's eth0 is containerlab's management interface (and the
 //     name is refused for links), so a pod's interface is eth1
-//     (ClabPodIf), not eth0. Pods also keep the management default route
+//     (PodIf), not eth0. Pods also keep the management default route
 //     and reach the pod pools through the node instead of through a default
 //     route.
 //   - Interfaces, bridges, addresses, routes and sysctls are set by each
@@ -29,7 +29,7 @@ package testbed
 //     like the namespace lab's veths.
 //
 // The output is deterministic (plan order, fixed key order, no timestamps)
-// so that it can be committed and compared: testbed/containerlab holds the
+// so that it can be committed and compared: this directory holds the
 // files for the built-in topologies and a test checks they are current.
 
 import (
@@ -53,19 +53,19 @@ import (
 	"github.com/podroute/podroute/testbed/topology"
 )
 
-// Defaults of ClabOptions.
+// Defaults of Options.
 const (
-	DefaultClabFRRImage       = "quay.io/frrouting/frr:8.4.1"
-	DefaultClabPodroutedImage = "ghcr.io/podroute/podrouted:dev"
-	DefaultClabPodImage       = "alpine:3.20"
+	DefaultFRRImage       = "quay.io/frrouting/frr:8.4.1"
+	DefaultPodroutedImage = "ghcr.io/podroute/podrouted:dev"
+	DefaultPodImage       = "alpine:3.20"
 )
 
 const (
-	// ClabPodIf is a pod's interface in containerlab; eth0 is the
+	// PodIf is a pod's interface in containerlab; eth0 is the
 	// management interface there.
-	ClabPodIf = "eth1"
-	// ClabLinkMTU is the MTU of every link, as in the namespace lab.
-	ClabLinkMTU = 1500
+	PodIf = "eth1"
+	// LinkMTU is the MTU of every link, as in the namespace lab.
+	LinkMTU = 1500
 
 	clabConfDir      = "/etc/podroute"
 	clabStartScript  = "start-podrouted.sh"
@@ -76,9 +76,9 @@ const (
 	clabRegenerateAt = "go run ./cmd/podroute-lab clab --topology "
 )
 
-// ClabOptions chooses the container images. Empty fields take the
+// Options chooses the container images. Empty fields take the
 // defaults above.
-type ClabOptions struct {
+type Options struct {
 	// FRRImage runs the routers; any FRR 8 or later image whose entrypoint
 	// starts FRR from /etc/frr/daemons and /etc/frr/frr.conf.
 	FRRImage string
@@ -90,22 +90,22 @@ type ClabOptions struct {
 	PodImage string
 }
 
-func (o *ClabOptions) defaults() {
+func (o *Options) defaults() {
 	if o.FRRImage == "" {
-		o.FRRImage = DefaultClabFRRImage
+		o.FRRImage = DefaultFRRImage
 	}
 	if o.PodroutedImage == "" {
-		o.PodroutedImage = DefaultClabPodroutedImage
+		o.PodroutedImage = DefaultPodroutedImage
 	}
 	if o.PodImage == "" {
-		o.PodImage = DefaultClabPodImage
+		o.PodImage = DefaultPodImage
 	}
 }
 
-// ClabTopologyFile is the name of topology name's containerlab file.
-func ClabTopologyFile(name string) string { return name + ".clab.yml" }
+// TopologyFile is the name of topology name's containerlab file.
+func TopologyFile(name string) string { return name + ".clab.yml" }
 
-// ContainerlabFiles renders p as containerlab files: path (relative to the
+// Files renders p as containerlab files: path (relative to the
 // directory that holds NAME.clab.yml, with '/' separators) -> content.
 //
 //	NAME.clab.yml                  the topology
@@ -113,7 +113,7 @@ func ClabTopologyFile(name string) string { return name + ".clab.yml" }
 //	NAME/ROUTER/frr.conf           frr.Config of the router, unchanged
 //	NAME/ROUTER/daemons            FRR's daemons file: bgpd on
 //	NAME/NODE/podrouted.yaml       the node's podrouted configuration
-func ContainerlabFiles(p *topology.Plan, opts ClabOptions) (map[string][]byte, error) {
+func Files(p *topology.Plan, opts Options) (map[string][]byte, error) {
 	opts.defaults()
 	t := p.Topology
 	if err := checkClabPlan(p); err != nil {
@@ -133,7 +133,7 @@ func ContainerlabFiles(p *topology.Plan, opts ClabOptions) (map[string][]byte, e
 		head := fmt.Sprintf("# podrouted configuration of node %s in topology %s.\n%s", n.Name, t.Name, clabDoNotEdit(t.Name))
 		files[t.Name+"/"+n.Name+"/podrouted.yaml"] = append([]byte(head), data...)
 	}
-	files[ClabTopologyFile(t.Name)] = clabTopology(p, opts)
+	files[TopologyFile(t.Name)] = clabTopology(p, opts)
 	return files, nil
 }
 
@@ -198,7 +198,7 @@ func clabLinkEnds(p *topology.Plan) [][2]string {
 	}
 	for _, n := range p.Nodes {
 		for _, pod := range n.PodPlans {
-			out = append(out, [2]string{n.Name + ":" + pod.HostIf, pod.Name + ":" + ClabPodIf})
+			out = append(out, [2]string{n.Name + ":" + pod.HostIf, pod.Name + ":" + PodIf})
 		}
 	}
 	return out
@@ -215,7 +215,7 @@ type clabNode struct {
 	exec       []string
 }
 
-func clabTopology(p *topology.Plan, opts ClabOptions) []byte {
+func clabTopology(p *topology.Plan, opts Options) []byte {
 	t := p.Topology
 	var nodes []clabNode
 	for _, r := range p.Routers {
@@ -287,7 +287,7 @@ func clabTopology(p *topology.Plan, opts ClabOptions) []byte {
 		fmt.Fprintf(&b, "# %s\n", t.Description)
 	}
 	b.WriteString(clabDoNotEdit(t.Name))
-	fmt.Fprintf(&b, "# Deploy (images and details: README.md): sudo containerlab deploy -t %s\n", ClabTopologyFile(t.Name))
+	fmt.Fprintf(&b, "# Deploy (images and details: README.md): sudo containerlab deploy -t %s\n", TopologyFile(t.Name))
 	w(0, "name: %s", clabScalar(t.Name))
 	w(0, "")
 	w(0, "topology:")
@@ -321,7 +321,7 @@ func clabTopology(p *topology.Plan, opts ClabOptions) []byte {
 	w(2, "links:")
 	for _, l := range clabLinkEnds(p) {
 		w(4, "- endpoints: [%s, %s]", clabQuote(l[0]), clabQuote(l[1]))
-		w(6, "mtu: %d", ClabLinkMTU)
+		w(6, "mtu: %d", LinkMTU)
 	}
 	return []byte(b.String())
 }
@@ -373,7 +373,7 @@ func clabRouterExec(p *topology.Plan, r *topology.RouterPlan) []string {
 	out := clabSysctls(p, r.Name)
 	out = append(out, clabBridgeExec(p, r.Name)...)
 	for _, ifc := range r.Ifaces {
-		if isBridgeIface(p, r.Name, ifc.Name) {
+		if p.IsBridge(r.Name, ifc.Name) {
 			continue // its addresses are on the bridge, set above
 		}
 		out = append(out, clabIfaceExec(ifc)...)
@@ -436,17 +436,17 @@ func clabPodExec(p *topology.Plan, pod topology.PodPlan) []string {
 	if t.IPv6 {
 		out = append(out,
 			"sysctl -w net.ipv6.conf.all.disable_ipv6=0",
-			"sysctl -w net.ipv6.conf."+ClabPodIf+".accept_dad=0")
+			"sysctl -w net.ipv6.conf."+PodIf+".accept_dad=0")
 	}
-	out = append(out, "ip link set "+ClabPodIf+" up")
+	out = append(out, "ip link set "+PodIf+" up")
 	for _, a := range pod.Addrs {
-		out = append(out, "ip addr add "+hostPrefix(a).String()+" dev "+ClabPodIf)
+		out = append(out, "ip addr add "+hostPrefix(a).String()+" dev "+PodIf)
 	}
 	out = append(out,
-		"ip route add "+clabPodGateway4+" dev "+ClabPodIf+" scope link",
-		"ip route add "+t.PodPool4+" via "+clabPodGateway4+" dev "+ClabPodIf)
+		"ip route add "+clabPodGateway4+" dev "+PodIf+" scope link",
+		"ip route add "+t.PodPool4+" via "+clabPodGateway4+" dev "+PodIf)
 	if t.IPv6 {
-		out = append(out, "ip -6 route add "+t.PodPool6+" via "+clabPodGateway6+" dev "+ClabPodIf)
+		out = append(out, "ip -6 route add "+t.PodPool6+" via "+clabPodGateway6+" dev "+PodIf)
 	}
 	return out
 }
@@ -572,35 +572,35 @@ func clabQuote(s string) string {
 	return b.String()
 }
 
-// ClabDiff is one generated file that is not as it should be on disk.
-type ClabDiff struct {
+// Diff is one generated file that is not as it should be on disk.
+type Diff struct {
 	Path    string // relative to the output directory, '/' separators
 	Problem string // "missing", "not generated", or where the content differs
 }
 
-func (d ClabDiff) String() string { return d.Path + ": " + d.Problem }
+func (d Diff) String() string { return d.Path + ": " + d.Problem }
 
 // clabOwned reports whether rel (relative to the output directory, '/'
 // separators) belongs to topology name's generated files: its .clab.yml or
 // anything below NAME/.
 func clabOwned(name, rel string) bool {
-	return rel == ClabTopologyFile(name) || strings.HasPrefix(rel, name+"/")
+	return rel == TopologyFile(name) || strings.HasPrefix(rel, name+"/")
 }
 
-// CompareClabFiles compares the files of topology name under dir with
-// want (from ContainerlabFiles): files that differ or are missing, and
+// Compare compares the files of topology name under dir with
+// want (from Files): files that differ or are missing, and
 // files under dir/NAME/ that the generator no longer makes. Sorted by path.
-func CompareClabFiles(dir, name string, want map[string][]byte) ([]ClabDiff, error) {
-	var diffs []ClabDiff
+func Compare(dir, name string, want map[string][]byte) ([]Diff, error) {
+	var diffs []Diff
 	for _, rel := range slices.Sorted(maps.Keys(want)) {
 		have, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			diffs = append(diffs, ClabDiff{rel, "missing"})
+			diffs = append(diffs, Diff{rel, "missing"})
 		case err != nil:
 			return nil, err
 		case !bytes.Equal(have, want[rel]):
-			diffs = append(diffs, ClabDiff{rel, firstDifference(have, want[rel])})
+			diffs = append(diffs, Diff{rel, firstDifference(have, want[rel])})
 		}
 	}
 	extra, err := clabExtraFiles(dir, name, want)
@@ -608,7 +608,7 @@ func CompareClabFiles(dir, name string, want map[string][]byte) ([]ClabDiff, err
 		return nil, err
 	}
 	for _, rel := range extra {
-		diffs = append(diffs, ClabDiff{rel, "not generated (left over from an older topology)"})
+		diffs = append(diffs, Diff{rel, "not generated (left over from an older topology)"})
 	}
 	sort.Slice(diffs, func(i, j int) bool { return diffs[i].Path < diffs[j].Path })
 	return diffs, nil
@@ -657,11 +657,11 @@ func firstDifference(have, want []byte) string {
 	return "differs"
 }
 
-// WriteClabFiles writes files (from ContainerlabFiles for topology name)
+// Write writes files (from Files for topology name)
 // under dir, creating directories, and removes files under dir/NAME/ that
 // the generator no longer makes. It returns the paths it wrote (only those
 // whose content changed) and removed.
-func WriteClabFiles(dir, name string, files map[string][]byte) (written, removed []string, err error) {
+func Write(dir, name string, files map[string][]byte) (written, removed []string, err error) {
 	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		if !clabOwned(name, rel) {
 			return written, removed, fmt.Errorf("containerlab %s: refusing to write %s outside the topology's files", name, rel)
