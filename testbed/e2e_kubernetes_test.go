@@ -21,8 +21,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/lab"
 	"github.com/podroute/podroute/testbed/netns"
 	"github.com/podroute/podroute/testbed/topology"
 )
@@ -57,7 +57,7 @@ func TestE2EKubernetes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	var lab *testbed.Lab
+	var running *lab.Lab
 	var run string
 	tornDown := false
 	teardown := func() {
@@ -65,13 +65,13 @@ func TestE2EKubernetes(t *testing.T) {
 			return
 		}
 		tornDown = true
-		st, _ := testbed.ReadLabState(dir)
-		if lab != nil {
-			if err := lab.Down(); err != nil {
+		st, _ := lab.ReadState(dir)
+		if running != nil {
+			if err := running.Down(); err != nil {
 				t.Errorf("teardown: %v", err)
 			}
 		}
-		if err := testbed.TeardownLab(dir); err != nil {
+		if err := lab.Teardown(dir); err != nil {
 			t.Errorf("teardown: %v", err)
 		}
 		if run != "" {
@@ -100,42 +100,42 @@ func TestE2EKubernetes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab, err = testbed.UpLab(ctx, topo, testbed.LabOptions{
+	running, err = lab.Up(ctx, topo, lab.Options{
 		StateDir: dir, BinDir: binDir, Out: out, ConvergeTimeout: 90 * time.Second,
-		Kubernetes: &testbed.KubernetesOptions{Start: k8sharness.LabStarter(k8sharness.DefaultBinDir()), ManifestsDir: manifestsDir(t)},
+		Kubernetes: &lab.KubernetesOptions{Start: k8sharness.LabStarter(k8sharness.DefaultBinDir()), ManifestsDir: manifestsDir(t)},
 	})
 	if err != nil {
 		t.Fatalf("lab did not come up in Kubernetes mode: %v", err)
 	}
-	run = lab.RunID()
-	t.Logf("E2E figure: Kubernetes-mode start-up of leafspine: %s", lab.Startup)
+	run = running.RunID()
+	t.Logf("E2E figure: Kubernetes-mode start-up of leafspine: %s", running.Startup)
 
 	// Pod CIDRs are nodeipam's, and podrouted announces exactly those.
-	st, err := testbed.ReadLabState(dir)
+	st, err := lab.ReadState(dir)
 	if err != nil || st == nil || st.Kubernetes == nil {
 		t.Fatalf("lab state: %+v %v", st, err)
 	}
-	for _, n := range lab.Plan.Nodes {
+	for _, n := range running.Plan.Nodes {
 		if got := st.PodCIDRs[n.Name]; len(got) != 1 || got[0] != n.PodCIDRs[0].String() || !netip.MustParsePrefix(topo.PodPool4).Contains(n.PodCIDRs[0].Addr()) {
 			t.Errorf("node %s: pod CIDRs %v in the state, %v in the plan; want one from nodeipam inside %s", n.Name, got, n.PodCIDRs, topo.PodPool4)
 		}
 	}
 
-	m := lab.PingMatrix(ctx)
+	m := running.PingMatrix(ctx)
 	var b strings.Builder
 	m.Print(&b)
 	t.Logf("reachability:\n%s", b.String())
 	if !m.AllOK() {
 		var s strings.Builder
-		lab.PrintSessions(ctx, &s)
+		running.PrintSessions(ctx, &s)
 		t.Fatalf("%d pod pairs unreachable; sessions:\n%s", m.Failures(), s.String())
 	}
 
-	conds, err := lab.NodeNetworkConditions(ctx)
+	conds, err := running.NodeNetworkConditions(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range lab.Plan.Nodes {
+	for _, n := range running.Plan.Nodes {
 		c, ok := conds[n.Name]
 		if !ok || c.Status != corev1.ConditionFalse || c.Reason != "PodrouteIsUp" {
 			t.Errorf("Node %s NetworkUnavailable %+v, want False with reason PodrouteIsUp", n.Name, c)

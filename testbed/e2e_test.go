@@ -1,7 +1,7 @@
 package testbed
 
 // The end-to-end suite (go test ./testbed -run E2E, as root, with FRR): the
-// built-in topologies brought up with UpLab, as `podroute-lab up` does, and
+// built-in topologies brought up with lab.Up, as `podroute-lab up` does, and
 // the failures a routed pod network must survive played against them.
 //
 // One lab per topology, shared by that topology's scenarios to keep the
@@ -27,14 +27,15 @@ import (
 	"time"
 
 	"github.com/podroute/podroute/testbed/frr"
+	"github.com/podroute/podroute/testbed/lab"
 	"github.com/podroute/podroute/testbed/netns"
 	"github.com/podroute/podroute/testbed/topology"
 )
 
 // e2eLab is a lab for one top-level test.
 type e2eLab struct {
-	*Lab
-	opts LabOptions
+	*lab.Lab
+	opts lab.Options
 	out  *testLog
 	ctx  context.Context
 }
@@ -91,19 +92,19 @@ func upE2ELab(t *testing.T, name string) *e2eLab {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	out := &testLog{}
 	out.use(t)
-	opts := LabOptions{StateDir: dir, BinDir: filepath.Dir(podrouted), Out: out, ConvergeTimeout: 90 * time.Second}
+	opts := lab.Options{StateDir: dir, BinDir: filepath.Dir(podrouted), Out: out, ConvergeTimeout: 90 * time.Second}
 	var run string
-	var lab *Lab
+	var running *lab.Lab
 	t.Cleanup(func() {
 		cancel()
 		// Pods through CNI DEL first, as `podroute-lab down` does.
-		teardown := func() error { return TeardownLab(dir) }
-		if lab != nil {
-			teardown = lab.Down
+		teardown := func() error { return lab.Teardown(dir) }
+		if running != nil {
+			teardown = running.Down
 		}
 		if err := teardown(); err != nil {
 			t.Errorf("teardown: %v", err)
-			if err := TeardownLab(dir); err != nil {
+			if err := lab.Teardown(dir); err != nil {
 				t.Errorf("teardown: %v", err)
 			}
 		}
@@ -118,11 +119,11 @@ func upE2ELab(t *testing.T, name string) *e2eLab {
 	})
 	topo, err := topology.Load(name)
 	must(t, err)
-	l, err := UpLab(ctx, topo, opts)
+	l, err := lab.Up(ctx, topo, opts)
 	if err != nil {
 		t.Fatalf("lab %s did not come up: %v", name, err)
 	}
-	run, lab = l.RunID(), l
+	run, running = l.RunID(), l
 	e := &e2eLab{Lab: l, opts: opts, out: out, ctx: ctx}
 	// Registered after the teardown, so it runs before it.
 	t.Cleanup(func() {
@@ -161,7 +162,7 @@ func (e *e2eLab) scenario(t *testing.T) {
 
 // requireMatrix pings every pod pair in every family and fails with the
 // matrix unless all answer.
-func (e *e2eLab) requireMatrix(t *testing.T, what string, pods []topology.PodPlan) *Reachability {
+func (e *e2eLab) requireMatrix(t *testing.T, what string, pods []topology.PodPlan) *lab.Reachability {
 	t.Helper()
 	m := e.PingPods(e.ctx, pods)
 	var b strings.Builder
@@ -259,7 +260,7 @@ func (e *e2eLab) checkCapturedOnSpine(t *testing.T, fam int) {
 	if fam == 1 {
 		filter, re = []string{"icmp6", "and", "host", s.String()}, echoRequest6
 	}
-	var caps []*Capture
+	var caps []*lab.Capture
 	for _, sp := range spines {
 		c, err := e.StartCapture(e.ctx, sp, "any", 2, filter...)
 		if err != nil {
@@ -352,7 +353,7 @@ func (e *e2eLab) pingInBackground(pod string, dst netip.Addr, count int, interva
 
 func (e *e2eLab) daemonRestartUnderTraffic(t *testing.T) {
 	src, dst, node, _ := e.crossRackPair(t)
-	pidBefore := e.procs[node.Name].Pid()
+	pidBefore := e.Daemon(node.Name).Pid()
 	// 100 per second for 7 s; podrouted is down from 1 s to 1.5 s in.
 	pings := e.pingInBackground(src.Name, dst.Addrs[0], 700, 10*time.Millisecond)
 	time.Sleep(time.Second)
@@ -369,7 +370,7 @@ func (e *e2eLab) daemonRestartUnderTraffic(t *testing.T) {
 	lost := res.sent - res.received
 	figure(t, "podrouted SIGKILL restart under traffic: %s -> %s at 100/s: %d sent, %d received, %d lost (daemon down %s)",
 		src.Name, dst.Name, res.sent, res.received, lost, secs(restarted))
-	if e.procs[node.Name].Pid() == pidBefore {
+	if e.Daemon(node.Name).Pid() == pidBefore {
 		t.Errorf("podrouted on %s was not restarted (pid %d)", node.Name, pidBefore)
 	}
 	if want := len(e.Plan.Nodes) - 1; len(routes) < want {
@@ -644,7 +645,7 @@ func (e *e2eLab) nodeLoss(t *testing.T) {
 // with nothing restarted.
 func (e *e2eLab) linkFlap(t *testing.T) {
 	node := e.Plan.Nodes[1]
-	pid := e.procs[node.Name].Pid()
+	pid := e.Daemon(node.Name).Pid()
 	frrPIDs := map[string]map[string]int{}
 	for _, r := range e.Plan.Routers {
 		frrPIDs[r.Name] = e.FRR(r.Name).PIDs()
@@ -675,7 +676,7 @@ func (e *e2eLab) linkFlap(t *testing.T) {
 	if st := e.torNeighborOf(t, node).State; st != "Established" {
 		t.Errorf("the ToR's session to %s is %q after the flap, want Established", node.Name, st)
 	}
-	if p := e.procs[node.Name]; p.Pid() != pid || p.Exited() {
+	if p := e.Daemon(node.Name); p.Pid() != pid || p.Exited() {
 		t.Errorf("podrouted on %s restarted or exited (pid %d, was %d)", node.Name, p.Pid(), pid)
 	}
 	for _, r := range e.Plan.Routers {
@@ -774,8 +775,8 @@ func (e *e2eLab) scaleOutAndIn(t *testing.T) {
 			t.Errorf("FRR on %s restarted: pids %v, were %v", r.Name, got, frrPIDs[r.Name])
 		}
 	}
-	if attached, err := AttachLab(e.opts); err != nil || attached.Node(name) == nil {
-		t.Errorf("AttachLab does not see %s (err %v): the lab state was not updated", name, err)
+	if attached, err := lab.Attach(e.opts); err != nil || attached.Node(name) == nil {
+		t.Errorf("Attach does not see %s (err %v): the lab state was not updated", name, err)
 	}
 
 	// Removal: the node leaves (SIGINT), then its namespaces go.
@@ -799,8 +800,8 @@ func (e *e2eLab) scaleOutAndIn(t *testing.T) {
 			t.Errorf("%s still lists %s as a neighbour: %+v", lan.Bridge, name, n)
 		}
 	}
-	if attached, err := AttachLab(e.opts); err != nil || attached.Node(name) != nil {
-		t.Errorf("AttachLab still sees %s (err %v)", name, err)
+	if attached, err := lab.Attach(e.opts); err != nil || attached.Node(name) != nil {
+		t.Errorf("Attach still sees %s (err %v)", name, err)
 	}
 	must(t, e.WaitConverged(e.ctx, 30*time.Second))
 	e.requireMatrix(t, "after removing "+name, e.Pods())

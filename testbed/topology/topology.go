@@ -10,8 +10,8 @@ import (
 )
 
 // Topology describes a lab: routers, nodes, how they are wired and the
-// pod address plan. One value drives both the namespace lab (Lab.Up) and
-// the containerlab files (ContainerlabFiles), so the two never drift.
+// pod address plan. One value drives both the namespace lab (lab.Up) and
+// the containerlab files (containerlab.Files), so the two never drift.
 //
 // Sessions are derived from the wiring, as in a real fabric: a Link
 // between two speakers is one BGP session (eBGP when their ASNs differ);

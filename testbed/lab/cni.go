@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"bytes"
@@ -114,7 +114,7 @@ func (l *Lab) addPodCNI(ctx context.Context, n *topology.NodePlan, pod *topology
 	for i, a := range pod.Addrs {
 		addrs[i] = a.String()
 	}
-	return l.state.update(func(s *LabState) {
+	return l.state.update(func(s *State) {
 		if s.PodAddrs == nil {
 			s.PodAddrs = map[string][]string{}
 		}

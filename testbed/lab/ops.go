@@ -1,11 +1,11 @@
-package testbed
+package lab
 
 // Operations on a running lab, for the end-to-end scenarios and for anyone
 // poking at a lab by hand: grow and shrink it (AddNode, RemoveNode), break
 // and mend a node's uplink, restart a router, capture packets, list links.
 //
 // Each changes the lab the way an operator or a fault would, never the
-// lab's bookkeeping alone: a node added here is in state.json (so AttachLab
+// lab's bookkeeping alone: a node added here is in state.json (so Attach
 // and `podroute-lab down` see it) before anything of it exists.
 
 import (
@@ -76,7 +76,7 @@ func (l *Lab) AddNode(ctx context.Context, name, lan string, asn uint32, pods in
 		return nil, fmt.Errorf("add node %s: LAN %s has no bridge in this lab", name, lan)
 	}
 	// Recorded first: a teardown after a failure below must know the node.
-	if err := l.state.update(func(s *LabState) { s.Topology = topo }); err != nil {
+	if err := l.state.update(func(s *State) { s.Topology = topo }); err != nil {
 		return nil, err
 	}
 	l.Plan = plan
@@ -181,7 +181,7 @@ func (l *Lab) RemoveNode(ctx context.Context, name string) error {
 		return fmt.Errorf("remove node %s: %w", name, err)
 	}
 	l.Plan = plan
-	return l.state.update(func(s *LabState) {
+	return l.state.update(func(s *State) {
 		s.Topology = topo
 		for _, pod := range old.PodPlans {
 			delete(s.PodAddrs, pod.Name)

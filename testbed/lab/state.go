@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"encoding/json"
@@ -14,13 +14,13 @@ import (
 	"github.com/podroute/podroute/testbed/topology"
 )
 
-// DefaultLabStateDir keeps what `podroute-lab down` needs to tear a lab
+// DefaultStateDir keeps what `podroute-lab down` needs to tear a lab
 // down, even after `up` crashed half-way.
-const DefaultLabStateDir = "/run/podroute-lab"
+const DefaultStateDir = "/run/podroute-lab"
 
-// LabState is written to StateDir/state.json before each thing is
+// State is written to StateDir/state.json before each thing is
 // created, so teardown knows about everything that may exist.
-type LabState struct {
+type State struct {
 	RunID      string             `json:"runID"`
 	Topology   *topology.Topology `json:"topology"` // as it is now, nodes added later included
 	Namespaces []string           `json:"namespaces"`
@@ -34,7 +34,7 @@ type LabState struct {
 	PodCIDRs map[string][]string `json:"podCIDRs,omitempty"`
 	// Kubernetes is set in Kubernetes mode; its control plane's processes
 	// are in Processes.
-	Kubernetes *KubeLabState `json:"kubernetes,omitempty"`
+	Kubernetes *KubeState `json:"kubernetes,omitempty"`
 }
 
 // ProcessState is a process the lab started; Marker is a string its
@@ -52,14 +52,14 @@ type FRRState struct {
 	Dir       string `json:"dir"`
 }
 
-// stateFile guards LabState on disk.
+// stateFile guards State on disk.
 type stateFile struct {
 	mu   sync.Mutex
 	path string
-	st   *LabState
+	st   *State
 }
 
-func (s *stateFile) update(fn func(*LabState)) error {
+func (s *stateFile) update(fn func(*State)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fn(s.st)
@@ -74,9 +74,9 @@ func (s *stateFile) update(fn func(*LabState)) error {
 	return os.Rename(tmp, s.path)
 }
 
-// ReadLabState loads the state of the lab in dir; it returns nil, nil if
+// ReadState loads the state of the lab in dir; it returns nil, nil if
 // there is none.
-func ReadLabState(dir string) (*LabState, error) {
+func ReadState(dir string) (*State, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -84,7 +84,7 @@ func ReadLabState(dir string) (*LabState, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st LabState
+	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("lab state %s: %w", dir, err)
 	}
@@ -92,7 +92,7 @@ func ReadLabState(dir string) (*LabState, error) {
 }
 
 // Alive reports whether anything of the lab still exists.
-func (st *LabState) Alive() bool {
+func (st *State) Alive() bool {
 	for _, n := range st.Namespaces {
 		if (&netns.Namespace{Name: n}).Exists() {
 			return true
@@ -106,12 +106,12 @@ func (st *LabState) Alive() bool {
 	return false
 }
 
-// TeardownLab removes everything recorded in dir's state, best effort and
+// Teardown removes everything recorded in dir's state, best effort and
 // idempotent: processes (checked to be ours; podrouted first, then a
 // Kubernetes control plane), FRR instances, namespaces (also any left with
 // the run's prefix), and the state dir itself.
-func TeardownLab(dir string) error {
-	st, err := ReadLabState(dir)
+func Teardown(dir string) error {
+	st, err := ReadState(dir)
 	if err != nil || st == nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package testbed_test
+package lab_test
 
 import (
 	"fmt"
@@ -8,17 +8,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podroute/podroute/cluster"
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/lab"
 	"github.com/podroute/podroute/testbed/topology"
 )
 
 func TestPlanKubernetes(t *testing.T) {
-	plan := func(name string) (*topology.Plan, *testbed.KubePlan) {
+	plan := func(name string) (*topology.Plan, *lab.KubePlan) {
 		p, err := topology.NewPlan(topology.Builtins()[name])
 		if err != nil {
 			t.Fatal(err)
 		}
-		kp, err := testbed.NewKubePlan(p)
+		kp, err := lab.NewKubePlan(p)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -46,7 +46,7 @@ func TestPlanKubernetes(t *testing.T) {
 	}
 	for i, n := range kp.Nodes {
 		np := p.Nodes[i]
-		if n.Labels[testbed.KubeRackLabel] != np.Rack || n.Annotations[cluster.AnnotationASN] != fmt.Sprint(np.ASN) {
+		if n.Labels[lab.KubeRackLabel] != np.Rack || n.Annotations[cluster.AnnotationASN] != fmt.Sprint(np.ASN) {
 			t.Errorf("Node %s labels %v annotations %v, want rack %s and AS %d", n.Name, n.Labels, n.Annotations, np.Rack, np.ASN)
 		}
 		if a := n.Status.Addresses[0]; a.Type != corev1.NodeInternalIP || a.Address != np.Addresses()[0].String() {

@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 // Kubernetes mode of the lab (`podroute-lab up --kubernetes`): the same
 // fabric, but podrouted learns everything from a real API server, as in a
@@ -13,7 +13,7 @@ package testbed
 // default route points at their ToR, and the ToRs advertise their LANs.
 //
 // This package cannot import the control-plane harness (testbed/k8s
-// imports testbed), so the caller passes a function that starts it
+// imports testbed/lab), so the caller passes a function that starts it
 // (KubernetesOptions.Start); cmd/podroute-lab and the tests wrap
 // k8sharness.Start in a few lines.
 
@@ -69,7 +69,7 @@ const (
 	kubeTokenTTL = 7 * 24 * time.Hour
 )
 
-// KubernetesOptions turn on Kubernetes mode (LabOptions.Kubernetes).
+// KubernetesOptions turn on Kubernetes mode (Options.Kubernetes).
 type KubernetesOptions struct {
 	// Start starts the control plane as spec says and returns once
 	// etcd, kube-apiserver and kube-controller-manager are healthy.
@@ -120,8 +120,8 @@ type KubeControlPlaneInfo struct {
 	Processes []ProcessState
 }
 
-// KubeLabState is the Kubernetes part of LabState.
-type KubeLabState struct {
+// KubeState is the Kubernetes part of State.
+type KubeState struct {
 	Namespace       string `json:"namespace"` // the control plane's network namespace
 	Dir             string `json:"dir"`
 	APIServer       string `json:"apiServer,omitempty"`
@@ -138,7 +138,7 @@ type kubeLab struct {
 	cp   KubeControlPlane
 }
 
-func (l *Lab) kubeState() *KubeLabState { return l.state.st.Kubernetes }
+func (l *Lab) kubeState() *KubeState { return l.state.st.Kubernetes }
 
 // Kubernetes reports whether the lab runs in Kubernetes mode.
 func (l *Lab) Kubernetes() bool { return l.kubeState() != nil }
@@ -149,8 +149,8 @@ func (l *Lab) kubeDir() string { return filepath.Join(l.opts.StateDir, "k8s") }
 // the first LAN; called after the fabric is wired.
 func (l *Lab) buildKubeNetwork() error {
 	cp := l.kube.plan.ControlPlane
-	if err := l.state.update(func(s *LabState) {
-		s.Kubernetes = &KubeLabState{Namespace: l.nsName(KubeCPElement), Dir: l.kubeDir()}
+	if err := l.state.update(func(s *State) {
+		s.Kubernetes = &KubeState{Namespace: l.nsName(KubeCPElement), Dir: l.kubeDir()}
 	}); err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		return fmt.Errorf("kubernetes control plane: %w", err)
 	}
 	info := cp.LabInfo()
-	if err := l.state.update(func(s *LabState) {
+	if err := l.state.update(func(s *State) {
 		s.Processes = append(s.Processes, info.Processes...)
 		k := s.Kubernetes
 		k.APIServer, k.AdminKubeconfig, k.Kubectl, k.LogDir = info.URL, info.AdminKubeconfig, info.Kubectl, info.LogDir
@@ -243,7 +243,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		cidrs[np.Name] = got
 		l.progress("  Node %s: InternalIP %s, pod CIDRs %s (from nodeipam)", np.Name, commaAddrs(np.Addresses()), strings.Join(got, ","))
 	}
-	if err := l.state.update(func(s *LabState) { s.PodCIDRs = cidrs }); err != nil {
+	if err := l.state.update(func(s *State) { s.PodCIDRs = cidrs }); err != nil {
 		return err
 	}
 
@@ -255,7 +255,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.state.update(func(s *LabState) { s.Kubernetes.NodeKubeconfig = kc }); err != nil {
+	if err := l.state.update(func(s *State) { s.Kubernetes.NodeKubeconfig = kc }); err != nil {
 		return err
 	}
 	l.phase("Kubernetes objects")

@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// LabPackages are the Debian packages the lab needs.
-var LabPackages = []string{"frr", "iproute2", "iputils-ping", "tcpdump"}
+// Packages are the Debian packages the lab needs.
+var Packages = []string{"frr", "iproute2", "iputils-ping", "tcpdump"}
 
 // MissingPackages returns the packages of pkgs that dpkg does not list as
 // installed.

@@ -1,4 +1,4 @@
-package testbed
+package lab
 
 import (
 	"context"
@@ -21,9 +21,9 @@ import (
 	"github.com/podroute/podroute/testbed/topology"
 )
 
-// LabOptions say where a lab keeps its state and finds its binaries.
-type LabOptions struct {
-	// StateDir holds state.json, configs and logs (DefaultLabStateDir when
+// Options say where a lab keeps its state and finds its binaries.
+type Options struct {
+	// StateDir holds state.json, configs and logs (DefaultStateDir when
 	// empty). One lab per StateDir.
 	StateDir string
 	// BinDir holds podrouted and podroute.
@@ -43,7 +43,7 @@ type LabOptions struct {
 // Lab is a running lab.
 type Lab struct {
 	Plan  *topology.Plan
-	opts  LabOptions
+	opts  Options
 	state *stateFile
 	ns    map[string]*netns.Namespace // element or pod name -> namespace
 	frr   map[string]*frr.Router
@@ -82,12 +82,12 @@ func (l *Lab) phase(name string) {
 	l.phaseAt = now
 }
 
-// ErrLabRunning is returned by Up when StateDir already has a live lab.
-var ErrLabRunning = errors.New("a lab is already up")
+// ErrRunning is returned by Up when StateDir already has a live lab.
+var ErrRunning = errors.New("a lab is already up")
 
-func (o *LabOptions) defaults() {
+func (o *Options) defaults() {
 	if o.StateDir == "" {
-		o.StateDir = DefaultLabStateDir
+		o.StateDir = DefaultStateDir
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -97,9 +97,9 @@ func (o *LabOptions) defaults() {
 	}
 }
 
-// UpLab builds the lab for topo. On error everything built so far is torn
+// Up builds the lab for topo. On error everything built so far is torn
 // down again.
-func UpLab(ctx context.Context, topo *topology.Topology, opts LabOptions) (*Lab, error) {
+func Up(ctx context.Context, topo *topology.Topology, opts Options) (*Lab, error) {
 	opts.defaults()
 	begin := time.Now()
 	plan, err := topology.NewPlan(topo)
@@ -117,14 +117,14 @@ func UpLab(ctx context.Context, topo *topology.Topology, opts LabOptions) (*Lab,
 		}
 		kube = &kubeLab{opts: *k, plan: kp}
 	}
-	if st, err := ReadLabState(opts.StateDir); err != nil {
+	if st, err := ReadState(opts.StateDir); err != nil {
 		return nil, err
 	} else if st != nil {
 		if st.Alive() {
-			return nil, fmt.Errorf("%w (run %s, topology %s, state in %s): run `podroute-lab down` first", ErrLabRunning, st.RunID, st.Topology.Name, opts.StateDir)
+			return nil, fmt.Errorf("%w (run %s, topology %s, state in %s): run `podroute-lab down` first", ErrRunning, st.RunID, st.Topology.Name, opts.StateDir)
 		}
 		// What a crash left is dead; clear it.
-		if err := TeardownLab(opts.StateDir); err != nil {
+		if err := Teardown(opts.StateDir); err != nil {
 			return nil, err
 		}
 	}
@@ -134,15 +134,15 @@ func UpLab(ctx context.Context, topo *topology.Topology, opts LabOptions) (*Lab,
 	l := &Lab{Plan: plan, opts: opts, ns: map[string]*netns.Namespace{}, frr: map[string]*frr.Router{}, procs: map[string]*netns.Process{}, kube: kube,
 		phaseAt: begin,
 		state: &stateFile{path: filepath.Join(opts.StateDir, "state.json"),
-			st: &LabState{RunID: netns.NewRunID(), Topology: topo, Started: time.Now()}}}
-	if err := l.state.update(func(*LabState) {}); err != nil {
+			st: &State{RunID: netns.NewRunID(), Topology: topo, Started: time.Now()}}}
+	if err := l.state.update(func(*State) {}); err != nil {
 		return nil, err
 	}
 	if err := l.build(ctx); err != nil {
 		if opts.KeepOnFailure {
 			return nil, fmt.Errorf("%w (lab kept for inspection; remove it with `podroute-lab down`)", err)
 		}
-		return nil, errors.Join(err, TeardownLab(opts.StateDir))
+		return nil, errors.Join(err, Teardown(opts.StateDir))
 	}
 	l.Startup.Total = time.Since(begin)
 	l.progress("lab up in %s", l.Startup)
@@ -156,7 +156,7 @@ func (l *Lab) nsName(elem string) string { return l.RunID() + "-" + elem }
 
 func (l *Lab) createNS(elem string) (*netns.Namespace, error) {
 	name := l.nsName(elem)
-	if err := l.state.update(func(s *LabState) { s.Namespaces = append(s.Namespaces, name) }); err != nil {
+	if err := l.state.update(func(s *State) { s.Namespaces = append(s.Namespaces, name) }); err != nil {
 		return nil, err
 	}
 	ns, err := netns.Create(name)
@@ -325,7 +325,7 @@ func (l *Lab) startFRR(r *topology.RouterPlan) error {
 	// Under the state dir: FRR (user frr) must be able to traverse it.
 	dir := filepath.Join(l.opts.StateDir, "frr-"+r.Name)
 	ns := l.ns[r.Name]
-	if err := l.state.update(func(s *LabState) { s.FRR = append(s.FRR, FRRState{Namespace: ns.Name, Dir: dir}) }); err != nil {
+	if err := l.state.update(func(s *State) { s.FRR = append(s.FRR, FRRState{Namespace: ns.Name, Dir: dir}) }); err != nil {
 		return err
 	}
 	f, err := frr.Start(ns, dir, frr.Config(r.Spec))
@@ -383,7 +383,7 @@ func (l *Lab) StartDaemon(node string) error {
 		return err
 	}
 	l.procs[node] = proc
-	return l.state.update(func(s *LabState) {
+	return l.state.update(func(s *State) {
 		s.Processes = append(s.Processes, ProcessState{Name: "podrouted-" + node, PID: proc.Pid(), Marker: cfgPath})
 	})
 }
@@ -414,6 +414,11 @@ func (l *Lab) NS(name string) *netns.Namespace {
 // FRR returns router name's FRR instance.
 func (l *Lab) FRR(name string) *frr.Router { return l.frr[name] }
 
+// Daemon returns node's podrouted process as this Lab value started it
+// (nil for a node it did not start, e.g. in a lab from Attach, which knows
+// only recorded PIDs).
+func (l *Lab) Daemon(node string) *netns.Process { return l.procs[node] }
+
 // Node returns the plan of node name.
 func (l *Lab) Node(name string) *topology.NodePlan {
 	for _, n := range l.Plan.Nodes {
@@ -429,14 +434,14 @@ func (l *Lab) Node(name string) *topology.NodePlan {
 func (l *Lab) Down() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return errors.Join(l.deletePodsCNI(ctx), TeardownLab(l.opts.StateDir))
+	return errors.Join(l.deletePodsCNI(ctx), Teardown(l.opts.StateDir))
 }
 
-// AttachLab opens the lab recorded in opts.StateDir (for status, exec and
+// Attach opens the lab recorded in opts.StateDir (for status, exec and
 // down from a later CLI call).
-func AttachLab(opts LabOptions) (*Lab, error) {
+func Attach(opts Options) (*Lab, error) {
 	opts.defaults()
-	st, err := ReadLabState(opts.StateDir)
+	st, err := ReadState(opts.StateDir)
 	if err != nil {
 		return nil, err
 	}
