@@ -1,4 +1,4 @@
-package testbed
+package e2e
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/podroute/podroute/internal/testutil"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 // This file builds the two-node lab of the routing-core tests:
@@ -99,9 +100,9 @@ type coreLabOptions struct {
 
 func newCoreLab(t *testing.T, opt coreLabOptions) *coreLab {
 	t.Helper()
-	skipUnlessLabMachine(t, true)
+	testenv.SkipUnlessLabMachine(t, true)
 	bin, cli := podrouteBinaries(t)
-	l := &coreLab{t: t, c: newCleanupForTest(t), run: netns.NewRunID(), bin: bin, cli: cli}
+	l := &coreLab{t: t, c: testenv.NewCleanup(t), run: netns.NewRunID(), bin: bin, cli: cli}
 	dir, err := os.MkdirTemp("", l.run+"-")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +110,7 @@ func newCoreLab(t *testing.T, opt coreLabOptions) *coreLab {
 	l.dir = dir
 	l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
 
-	l.router = createTestNetns(t, l.c, l.run+"-r")
+	l.router = testenv.CreateNetns(t, l.c, l.run+"-r")
 	l.a = l.addNode("a", 1, opt.maxPrefixesA, nil)
 	l.b = l.addNode("b", 2, 0, opt.grB)
 
@@ -119,7 +120,7 @@ func newCoreLab(t *testing.T, opt coreLabOptions) *coreLab {
 		{Address: "fd00:31:1::2", ASN: 65001, Hold: 3, Keepalive: 1},
 		{Address: "fd00:31:2::2", ASN: 65002, Hold: 3, Keepalive: 1},
 	}
-	l.frr = startTestFRR(t, l.c, l.router, frr.RouterSpec{
+	l.frr = testenv.StartFRR(t, l.c, l.router, frr.RouterSpec{
 		Name: "router", ASN: 65000, RouterID: "172.31.0.1", Neighbors: neighbors, Networks: opt.extraNetworks,
 	})
 	l.a.start(l)
@@ -149,8 +150,8 @@ func tail(s string, lines int) string {
 func (l *coreLab) addNode(name string, i int, maxPrefixes uint32, gr *bool) *coreNode {
 	t := l.t
 	n := &coreNode{name: name, linkIf: "eth0"}
-	n.ns = createTestNetns(t, l.c, l.run+"-"+name)
-	n.pod = createTestNetns(t, l.c, l.run+"-p"+name)
+	n.ns = testenv.CreateNetns(t, l.c, l.run+"-"+name)
+	n.pod = testenv.CreateNetns(t, l.c, l.run+"-p"+name)
 	rIf := fmt.Sprintf("to-%s", name)
 	must(t, netns.Veth(l.router, rIf, n.ns, n.linkIf, 1500))
 	must(t, l.router.AddAddr(rIf, fmt.Sprintf("172.31.%d.1/24", i)))

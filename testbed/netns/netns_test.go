@@ -1,4 +1,4 @@
-package testbed
+package netns_test
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 func TestHarnessNetns(t *testing.T) {
-	skipUnlessLabMachine(t, false)
-	c := newCleanupForTest(t)
-	ns := createTestNetns(t, c, netns.NewRunID()+"-n")
+	testenv.SkipUnlessLabMachine(t, false)
+	c := testenv.NewCleanup(t)
+	ns := testenv.CreateNetns(t, c, netns.NewRunID()+"-n")
 
 	for _, s := range netns.RouterSysctls {
 		out, err := ns.Exec(context.Background(), "sysctl", "-n", s.Key)
@@ -76,12 +77,12 @@ func rootLinks(t *testing.T) []string {
 }
 
 func TestHarnessVethLeavesRootNamespaceUntouched(t *testing.T) {
-	skipUnlessLabMachine(t, false)
+	testenv.SkipUnlessLabMachine(t, false)
 	before := rootLinks(t)
-	c := newCleanupForTest(t)
+	c := testenv.NewCleanup(t)
 	run := netns.NewRunID()
-	a := createTestNetns(t, c, run+"-a")
-	b := createTestNetns(t, c, run+"-b")
+	a := testenv.CreateNetns(t, c, run+"-a")
+	b := testenv.CreateNetns(t, c, run+"-b")
 
 	if err := netns.Veth(a, "to-b", b, "to-a", 9000); err != nil {
 		t.Fatal(err)

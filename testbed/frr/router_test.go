@@ -1,4 +1,4 @@
-package testbed
+package frr_test
 
 import (
 	"context"
@@ -13,14 +13,15 @@ import (
 	"github.com/podroute/podroute/internal/testutil"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
-	skipUnlessLabMachine(t, true)
-	c := newCleanupForTest(t)
+	testenv.SkipUnlessLabMachine(t, true)
+	c := testenv.NewCleanup(t)
 	run := netns.NewRunID()
-	r1 := createTestNetns(t, c, run+"-r1")
-	r2 := createTestNetns(t, c, run+"-r2")
+	r1 := testenv.CreateNetns(t, c, run+"-r1")
+	r2 := testenv.CreateNetns(t, c, run+"-r2")
 	if err := netns.Veth(r1, "to-r2", r2, "to-r1", 1500); err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +48,8 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 			Networks: []string{net4, net6},
 		}
 	}
-	f1 := startTestFRR(t, c, r1, spec("r1", 65001, 65002, "10.0.12.1", "10.0.12.2", "2001:db8:12::2", "10.1.0.0/24", "2001:db8:1::/64"))
-	f2 := startTestFRR(t, c, r2, spec("r2", 65002, 65001, "10.0.12.2", "10.0.12.1", "2001:db8:12::1", "10.2.0.0/24", "2001:db8:2::/64"))
+	f1 := testenv.StartFRR(t, c, r1, spec("r1", 65001, 65002, "10.0.12.1", "10.0.12.2", "2001:db8:12::2", "10.1.0.0/24", "2001:db8:1::/64"))
+	f2 := testenv.StartFRR(t, c, r2, spec("r2", 65002, 65001, "10.0.12.2", "10.0.12.1", "2001:db8:12::1", "10.2.0.0/24", "2001:db8:2::/64"))
 
 	established := func(f *frr.Router, peers ...string) func() error {
 		return func() error {
@@ -128,14 +129,14 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 	if err := f2.StopDaemon("bgpd", syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if pids := f2.PIDs(); !processGone(oldPIDs["bgpd"], run) || pids["zebra"] != oldPIDs["zebra"] || pids["bgpd"] != 0 {
+	if pids := f2.PIDs(); !testenv.ProcessGone(oldPIDs["bgpd"], run) || pids["zebra"] != oldPIDs["zebra"] || pids["bgpd"] != 0 {
 		t.Fatalf("after killing bgpd: PIDs %v (before %v), want only the same zebra", pids, oldPIDs)
 	}
 	if err := f2.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	for daemon, pid := range oldPIDs {
-		if !processGone(pid, run) {
+		if !testenv.ProcessGone(pid, run) {
 			t.Errorf("old r2 %s (pid %d) survived Restart", daemon, pid)
 		}
 	}
@@ -171,7 +172,7 @@ func TestHarnessTwoFRRRoutersPeer(t *testing.T) {
 		t.Errorf("namespaces left behind: %v %v", left, err)
 	}
 	for name, pid := range pids {
-		if !processGone(pid, run) {
+		if !testenv.ProcessGone(pid, run) {
 			t.Errorf("%s (pid %d) still running after teardown", name, pid)
 		}
 	}

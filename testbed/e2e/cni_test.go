@@ -1,4 +1,4 @@
-package testbed
+package e2e
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"github.com/podroute/podroute/cni"
 	"github.com/podroute/podroute/ipam"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 // These tests run podroute-cni the way kubelet's runtime does: a separate
@@ -82,7 +83,7 @@ func newCNILab(tb testing.TB, v4, v6 string, extra map[string]any) *cniLab {
 	if os.Geteuid() != 0 {
 		tb.Skip("skipping: needs root to create network namespaces")
 	}
-	l := &cniLab{tb: tb, c: newCleanupForTest(tb), run: netns.NewRunID(), binDir: cniPlugin(tb)}
+	l := &cniLab{tb: tb, c: testenv.NewCleanup(tb), run: netns.NewRunID(), binDir: cniPlugin(tb)}
 	l.v4, l.v6 = netip.MustParsePrefix(v4), netip.MustParsePrefix(v6)
 	dir, err := os.MkdirTemp("", l.run+"-ipam-")
 	if err != nil {
@@ -687,7 +688,7 @@ func TestCNIUplinkMTU(t *testing.T) {
 // the tests. Both are measured IPv4-only (ptp waits for IPv6 duplicate
 // address detection in the pod, about a second a pod), and podroute-cni
 // dual-stack besides. The cost of `ip netns exec` itself is printed too.
-// Run: go test ./testbed/ -run '^$' -bench CNIAddDel -benchtime 1x
+// Run: go test ./testbed/e2e/ -run '^$' -bench CNIAddDel -benchtime 1x
 func BenchmarkCNIAddDel(b *testing.B) {
 	if _, err := os.Stat("/usr/lib/cni/ptp"); err != nil {
 		b.Skip("needs /usr/lib/cni/ptp and host-local (apt-get install containernetworking-plugins)")

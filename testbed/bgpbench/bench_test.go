@@ -1,4 +1,4 @@
-package testbed
+package bgpbench
 
 import (
 	"bytes"
@@ -27,6 +27,7 @@ import (
 	"github.com/podroute/podroute/internal/testutil"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 // BenchmarkBGPToKernel measures the figures of design.md's "Performance
@@ -39,7 +40,7 @@ import (
 // FRR instance, are podrouted and, for a side-by-side line, BIRD 2 (kernel
 // protocol).
 //
-// Run: go test ./testbed -run '^$' -bench BGPToKernel -benchtime 1x
+// Run: go test ./testbed/bgpbench -run '^$' -bench BGPToKernel -benchtime 1x
 //
 //	router (FRR, AS 65000) ── to-pod ── eth0  podrouted (AS 65001), 172.31.1.0/24
 //	                       └─ to-bird ─ eth0  BIRD 2    (AS 65002), 172.31.2.0/24
@@ -222,7 +223,7 @@ func buildBenchPodrouted(b *testing.B, profile bool) string {
 		if err != nil {
 			b.Fatal(err)
 		}
-		pkgDir := filepath.Join(filepath.Dir(wd), "cmd", "podrouted")
+		pkgDir := filepath.Join(wd, "..", "..", "cmd", "podrouted")
 		if _, err := os.Stat(pkgDir); err != nil {
 			b.Fatalf("profiling build: %v", err)
 		}
@@ -284,7 +285,7 @@ type bgpBenchResult struct {
 
 func newBGPBenchLab(b *testing.B, bin string, n int, profDir string) *bgpBenchLab {
 	b.Helper()
-	l := &bgpBenchLab{c: newCleanupForTest(b), run: netns.NewRunID(), n: n, profDir: profDir}
+	l := &bgpBenchLab{c: testenv.NewCleanup(b), run: netns.NewRunID(), n: n, profDir: profDir}
 	dir, err := os.MkdirTemp("", l.run+"-bench-")
 	if err != nil {
 		b.Fatal(err)

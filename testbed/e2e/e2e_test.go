@@ -1,6 +1,6 @@
-package testbed
+package e2e
 
-// The end-to-end suite (go test ./testbed -run E2E, as root, with FRR): the
+// The end-to-end suite (go test ./testbed/e2e -run E2E, as root, with FRR): the
 // built-in topologies brought up with lab.Up, as `podroute-lab up` does, and
 // the failures a routed pod network must survive played against them.
 //
@@ -29,6 +29,7 @@ import (
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/lab"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 	"github.com/podroute/podroute/testbed/topology"
 )
 
@@ -76,7 +77,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 // tears it down when the test ends, however it ends.
 func upE2ELab(t *testing.T, name string) *e2eLab {
 	t.Helper()
-	skipUnlessLabMachine(t, true)
+	testenv.SkipUnlessLabMachine(t, true)
 	for _, tool := range []string{"tcpdump", "ping"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("skipping: needs %s (apt-get install tcpdump iputils-ping): %v", tool, err)

@@ -1,11 +1,10 @@
-package testbed_test
+package e2e
 
-// The lab in Kubernetes mode (go test ./testbed -run TestE2EKubernetes, as
-// root, with FRR and the control-plane binaries of `make k8s-tools`):
+// The lab in Kubernetes mode (go test ./testbed/e2e -run TestE2EKubernetes,
+// as root, with FRR and the control-plane binaries of `make k8s-tools`):
 // leafspine with a real etcd, kube-apiserver and kube-controller-manager
 // in the lab, podrouted on each node driven by the API server under its
-// ServiceAccount's token. An external test package: k8sharness imports
-// testbed, so testbed's own tests cannot import it.
+// ServiceAccount's token.
 
 import (
 	"context"
@@ -148,7 +147,7 @@ func TestE2EKubernetes(t *testing.T) {
 }
 
 func manifestsDir(t *testing.T) string {
-	d, err := filepath.Abs(filepath.Join("..", "manifests"))
+	d, err := filepath.Abs(filepath.Join("..", "..", "manifests"))
 	if err != nil {
 		t.Fatal(err)
 	}

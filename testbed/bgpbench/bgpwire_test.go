@@ -1,4 +1,4 @@
-package testbed
+package bgpbench
 
 import (
 	"bytes"

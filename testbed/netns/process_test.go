@@ -1,4 +1,4 @@
-package testbed
+package netns_test
 
 import (
 	"errors"
@@ -12,12 +12,13 @@ import (
 
 	"github.com/podroute/podroute/internal/testutil"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 func TestHarnessProcessStopEscalatesToKill(t *testing.T) {
-	skipUnlessLabMachine(t, false)
-	c := newCleanupForTest(t)
-	ns := createTestNetns(t, c, netns.NewRunID()+"-p")
+	testenv.SkipUnlessLabMachine(t, false)
+	c := testenv.NewCleanup(t)
+	ns := testenv.CreateNetns(t, c, netns.NewRunID()+"-p")
 	// probe0 on a bridge: visible to the process only if it runs in ns, and
 	// exercises AddBridge and Attach on the way.
 	if _, err := ns.IP("link", "add", "probe0", "type", "veth", "peer", "name", "probe1"); err != nil {
@@ -65,19 +66,4 @@ func TestHarnessProcessStopEscalatesToKill(t *testing.T) {
 	if err := p.Stop(syscall.SIGTERM, time.Second); err != nil {
 		t.Errorf("second Stop: %v", err)
 	}
-}
-
-// processGone reports whether pid has exited (or is a zombie awaiting PID 1)
-// or now belongs to something unrelated to this run.
-func processGone(pid int, run string) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// Field 3, after "(comm)", is the state.
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
-		return true
-	}
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return !strings.Contains(string(cmdline), run)
 }
