@@ -292,7 +292,7 @@ func newBGPBenchLab(b *testing.B, bin string, n int, profDir string) *bgpBenchLa
 	}
 	l.dir = dir
 	l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
-	// Registered after newCleanupForTest's, so it runs before the teardown.
+	// Registered after testenv.NewCleanup's, so it runs before the teardown.
 	b.Cleanup(func() {
 		if !b.Failed() {
 			return
