@@ -61,7 +61,7 @@ bench: deps
 	@dpkg-query -W -f='$${Status}' bird2 2>/dev/null | grep -q "ok installed" || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bird2; }
 	$(GO) test -run XXX -bench Install -benchtime 1x -count=1 ./routes/
-	$(GO) test -run '^$$' -bench BGPToKernel -benchtime 1x -count=1 ./testbed/
+	$(GO) test -run '^$$' -bench BGPToKernel -benchtime 1x -count=1 ./testbed/bgpbench/
 
 # lab builds the leafspine lab (FRR routers, podrouted nodes, pods in
 # network namespaces), waits for it to converge and prints the BGP sessions

@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // BenchmarkInstall measures bulk route installation into a fresh
@@ -80,7 +82,7 @@ func startBench(tb testing.TB, ns string) (*Reconciler, func()) {
 	// Let the loop's first resync (of the empty table) finish so it does
 	// not overlap the measurement (its stale dump would make the Update
 	// rewrite routes; see TestKernelStaleViewResolvedInBulk).
-	if _, ok := waitFor(5*time.Second, func() bool { return r.Stats().Resyncs >= 1 }); !ok {
+	if _, ok := testutil.Poll(pollInterval, 5*time.Second, func() bool { return r.Stats().Resyncs >= 1 }); !ok {
 		cancel()
 		r.Close()
 		tb.Fatal("the loop's first resync did not run within 5s of Start")

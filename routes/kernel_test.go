@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // These tests run the reconciler against a real kernel, inside network
@@ -158,7 +160,7 @@ func start(tb testing.TB, r *Reconciler) int {
 	// Update and make the reconciler rewrite every route once more (the
 	// stale-view problem TestKernelStaleViewResolvedInBulk pins down),
 	// which would make the write counts asserted here flaky.
-	if _, ok := waitFor(5*time.Second, func() bool { return r.Stats().Resyncs >= 1 }); !ok {
+	if _, ok := testutil.Poll(pollInterval, 5*time.Second, func() bool { return r.Stats().Resyncs >= 1 }); !ok {
 		tb.Fatal("the loop's first resync did not run within 5s of Start")
 	}
 	return n
@@ -299,20 +301,9 @@ func assertOwnRoutes(tb testing.TB, ns, table string, want ...Route) {
 	}
 }
 
-// waitFor polls cond every few milliseconds and returns how long it took
-// to become true, or false at the deadline.
-func waitFor(timeout time.Duration, cond func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > timeout {
-			return time.Since(start), false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// pollInterval is how often the tests poll the kernel: every few
+// milliseconds, since some of them print how long a repair took.
+const pollInterval = 5 * time.Millisecond
 
 func snapshotByPrefix(r *Reconciler) map[netip.Prefix]RouteState {
 	m := map[netip.Prefix]RouteState{}
@@ -470,7 +461,7 @@ func TestKernelNonMainTable(t *testing.T) {
 
 	// Events carry the table too; a deletion in table 1000 is repaired.
 	ipRun(t, "-n", ns, "route", "del", "10.1.0.0/24", "table", fmt.Sprint(table), "proto", fmt.Sprint(testProto))
-	took, ok := waitFor(time.Second, func() bool { return ownRoutes(t, ns, fmt.Sprint(table))[pfx("10.1.0.0/24")].Equal(want[0]) })
+	took, ok := testutil.Poll(pollInterval, time.Second, func() bool { return ownRoutes(t, ns, fmt.Sprint(table))[pfx("10.1.0.0/24")].Equal(want[0]) })
 	if !ok {
 		t.Fatalf("route deleted from table %d not re-installed within %v", table, took)
 	}
@@ -716,7 +707,7 @@ func TestKernelStaleTimeout(t *testing.T) {
 	if _, ok := ownRoutes(t, ns, "main")[dropped.Prefix]; !ok && time.Since(started) < timeout {
 		t.Fatalf("adopted route removed before StaleTimeout (%v after Start)", time.Since(started))
 	}
-	took, ok := waitFor(5*timeout, func() bool { _, there := ownRoutes(t, ns, "main")[dropped.Prefix]; return !there })
+	took, ok := testutil.Poll(pollInterval, 5*timeout, func() bool { _, there := ownRoutes(t, ns, "main")[dropped.Prefix]; return !there })
 	elapsed := time.Since(started)
 	if !ok {
 		t.Fatalf("adopted route not re-learned still there %v after Start with StaleTimeout %v", elapsed, timeout)
@@ -793,7 +784,7 @@ func TestKernelDriftRepair(t *testing.T) {
 		if _, there := ownRoutes(t, ns, "main")[w.Prefix]; there {
 			t.Fatalf("setup: ip route del %s did not delete it", w.Prefix)
 		}
-		_, ok := waitFor(time.Second, func() bool { return ownRoutes(t, ns, "main")[w.Prefix].Equal(w) })
+		_, ok := testutil.Poll(pollInterval, time.Second, func() bool { return ownRoutes(t, ns, "main")[w.Prefix].Equal(w) })
 		took := time.Since(deleted)
 		if !ok {
 			t.Fatalf("%s deleted behind the reconciler's back was not re-installed within 1s", w)
@@ -839,7 +830,7 @@ func TestKernelLinkFlap(t *testing.T) {
 	ipRun(t, "-n", ns, "link", "set", devA, "down")
 	// The kernel removes routes via a device that goes down (IPv4 without
 	// telling anyone); make sure it did, or the test proves nothing.
-	if took, ok := waitFor(time.Second, func() bool {
+	if took, ok := testutil.Poll(pollInterval, time.Second, func() bool {
 		have := ownRoutes(t, ns, "main")
 		for _, w := range viaA {
 			if _, there := have[w.Prefix]; there {
@@ -873,7 +864,7 @@ func TestKernelLinkFlap(t *testing.T) {
 		}
 		return true
 	}
-	_, ok := waitFor(time.Second, healthy)
+	_, ok := testutil.Poll(pollInterval, time.Second, healthy)
 	took := time.Since(up)
 	if !ok {
 		t.Fatalf("routes not back within 1s of link up:\n%s", diffRoutes(ownRoutes(t, ns, "main"), routeSet(all...)))

@@ -1,15 +1,30 @@
-// Package testbed builds the podroute lab out of Linux network namespaces on
-// one machine: namespaces, veth links and bridges between them, FRR routers
-// (zebra + bgpd, one instance per namespace) and long-running processes such
-// as podrouted, plus the bookkeeping that tears all of it down again.
+// Package testbed holds no code: it is the folder of podroute's lab, a small
+// data centre of Linux network namespaces on one machine, split by job:
 //
-// It is plain (non-test) code so that cmd/podroute-lab can use it as well as
-// the integration tests; it must not import the testing package. Tests wrap a
-// Cleanup with t.Cleanup themselves.
+//	netns         namespaces, veth links and bridges, processes stopped by
+//	              PID, run IDs and the Cleanup stack (the plumbing)
+//	frr           the FRR router driver: frr.conf, daemons, JSON state
+//	topology      the topology model and its address plan (pure data)
+//	lab           the lab itself: up, attach, down, state, pods through
+//	              podroute-cni, Kubernetes mode, observation, faults
+//	containerlab  the same topologies as containerlab files (generator
+//	              and the generated files side by side)
+//	k8s           a real control plane (etcd, kube-apiserver,
+//	              kube-controller-manager) for tests and Kubernetes mode
+//	testenv       helpers for tests that build lab parts by hand
+//	e2e           end-to-end tests: the routing core, the built-in
+//	              topologies, Kubernetes mode, podroute-cni
+//	kubetest      Kubernetes-mode tests against a hand-built lab
+//	bgpbench      the BGP-to-kernel benchmark (podrouted beside BIRD)
+//	tools         a separate Go module that builds the Kubernetes binaries
 //
-// What it must not touch: the machine's own (root) network namespace. Every
-// address, route and link this package creates lives inside a namespace that
-// the caller created through CreateNetns, and every name carries a run ID
-// (NewRunID) so that two labs or test runs never collide. It only ever
-// signals processes it started itself, by PID, after checking they are ours.
+// Imports go one way: netns <- frr <- topology <- lab <- k8s, and the test
+// packages on top. cmd/podroute-lab is a thin CLI over lab, topology and
+// containerlab.
+//
+// What every package here must not touch: the machine's own (root) network
+// namespace, and any process, namespace or FRR instance it did not create.
+// Every address, route and link lives inside a namespace the lab created,
+// and every name carries a run ID so that two labs or test runs never
+// collide.
 package testbed

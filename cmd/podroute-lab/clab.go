@@ -6,7 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/containerlab"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // defaultClabDir is where the committed containerlab files live, relative
@@ -21,7 +22,7 @@ func clabCmd(_ *globalFlags) *cobra.Command {
 		topologies []string
 		out        string
 		check      bool
-		opts       testbed.ClabOptions
+		opts       containerlab.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "clab [--topology NAME|FILE]... [--out DIR] [--check]",
@@ -36,24 +37,24 @@ func clabCmd(_ *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
 			if len(topologies) == 0 {
-				topologies = testbed.BuiltinNames()
+				topologies = topology.BuiltinNames()
 			}
 			stale := 0
 			for _, name := range topologies {
-				topo, err := testbed.LoadTopology(name)
+				topo, err := topology.Load(name)
 				if err != nil {
 					return err
 				}
-				plan, err := testbed.NewPlan(topo)
+				plan, err := topology.NewPlan(topo)
 				if err != nil {
 					return fmt.Errorf("topology %s: %w", name, err)
 				}
-				files, err := testbed.ContainerlabFiles(plan, opts)
+				files, err := containerlab.Files(plan, opts)
 				if err != nil {
 					return err
 				}
 				if check {
-					diffs, err := testbed.CompareClabFiles(out, topo.Name, files)
+					diffs, err := containerlab.Compare(out, topo.Name, files)
 					if err != nil {
 						return err
 					}
@@ -69,12 +70,12 @@ func clabCmd(_ *globalFlags) *cobra.Command {
 					fmt.Fprintf(w, "  regenerate: go run ./cmd/podroute-lab clab --topology %s%s\n", name, outFlag(out))
 					continue
 				}
-				written, removed, err := testbed.WriteClabFiles(out, topo.Name, files)
+				written, removed, err := containerlab.Write(out, topo.Name, files)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(w, "%s: %s (%d files: %d written, %d unchanged, %d removed)\n", topo.Name,
-					strings.TrimSuffix(out, "/")+"/"+testbed.ClabTopologyFile(topo.Name),
+					strings.TrimSuffix(out, "/")+"/"+containerlab.TopologyFile(topo.Name),
 					len(files), len(written), len(files)-len(written), len(removed))
 				for _, rel := range written {
 					fmt.Fprintf(w, "  wrote   %s\n", rel)
@@ -92,9 +93,9 @@ func clabCmd(_ *globalFlags) *cobra.Command {
 	cmd.Flags().StringSliceVar(&topologies, "topology", nil, "built-in topology ("+joinNames()+") or a YAML file; repeat for several (default: every built-in)")
 	cmd.Flags().StringVar(&out, "out", defaultClabDir, "directory for NAME.clab.yml and NAME/ (relative paths: from the current directory)")
 	cmd.Flags().BoolVar(&check, "check", false, "compare instead of writing; exit 1 when a file is stale")
-	cmd.Flags().StringVar(&opts.FRRImage, "frr-image", testbed.DefaultClabFRRImage, "container image of the FRR routers")
-	cmd.Flags().StringVar(&opts.PodroutedImage, "podrouted-image", testbed.DefaultClabPodroutedImage, "container image of the podrouted nodes (build: "+defaultClabDir+"/Dockerfile)")
-	cmd.Flags().StringVar(&opts.PodImage, "pod-image", testbed.DefaultClabPodImage, "container image of the pods and LAN switches")
+	cmd.Flags().StringVar(&opts.FRRImage, "frr-image", containerlab.DefaultFRRImage, "container image of the FRR routers")
+	cmd.Flags().StringVar(&opts.PodroutedImage, "podrouted-image", containerlab.DefaultPodroutedImage, "container image of the podrouted nodes (build: "+defaultClabDir+"/Dockerfile)")
+	cmd.Flags().StringVar(&opts.PodImage, "pod-image", containerlab.DefaultPodImage, "container image of the pods and LAN switches")
 	return cmd
 }
 

@@ -4,8 +4,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/lab"
 )
 
 // kubeFlags are up's Kubernetes-mode flags.
@@ -16,11 +16,11 @@ type kubeFlags struct {
 }
 
 // options returns the lab's Kubernetes options, or nil in static mode.
-func (k *kubeFlags) options() *testbed.KubernetesOptions {
+func (k *kubeFlags) options() *lab.KubernetesOptions {
 	if !k.enabled {
 		return nil
 	}
-	return &testbed.KubernetesOptions{Start: k8sharness.LabStarter(k.binDir), ManifestsDir: k.manifests}
+	return &lab.KubernetesOptions{Start: k8sharness.LabStarter(k.binDir), ManifestsDir: k.manifests}
 }
 
 // defaultManifestsDir is manifests/ of the source tree: from the current

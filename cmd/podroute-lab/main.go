@@ -12,8 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podroute/podroute/testbed"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/lab"
+	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 func main() {
@@ -49,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", testbed.DefaultLabStateDir, "where the lab keeps its state, configs and logs")
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", lab.DefaultStateDir, "where the lab keeps its state, configs and logs")
 	root.PersistentFlags().StringVar(&g.binDir, "bin-dir", defaultBinDir(), "directory holding podrouted and podroute")
 	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd())
 	root.AddCommand(clabCmd(g))
@@ -66,12 +68,12 @@ func defaultBinDir() string {
 	return filepath.Dir(exe)
 }
 
-func (g *globalFlags) options(cmd *cobra.Command) testbed.LabOptions {
-	return testbed.LabOptions{StateDir: g.stateDir, BinDir: g.binDir, Out: cmd.OutOrStdout(), KeepOnFailure: g.keep}
+func (g *globalFlags) options(cmd *cobra.Command) lab.Options {
+	return lab.Options{StateDir: g.stateDir, BinDir: g.binDir, Out: cmd.OutOrStdout(), KeepOnFailure: g.keep}
 }
 
 func upCmd(g *globalFlags) *cobra.Command {
-	var topology string
+	var topoName string
 	var kube kubeFlags
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -81,11 +83,11 @@ func upCmd(g *globalFlags) *cobra.Command {
 			if os.Geteuid() != 0 {
 				return errors.New("the lab creates network namespaces: run it as root (sudo)")
 			}
-			pkgs := append([]string(nil), testbed.LabPackages...)
+			pkgs := append([]string(nil), lab.Packages...)
 			if kube.enabled {
 				pkgs = append(pkgs, "etcd-server")
 			}
-			if err := testbed.EnsurePackages(out, pkgs); err != nil {
+			if err := lab.EnsurePackages(out, pkgs); err != nil {
 				return err
 			}
 			if kube.enabled {
@@ -101,20 +103,20 @@ func upCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
 				}
 			}
-			topo, err := testbed.LoadTopology(topology)
+			topo, err := topology.Load(topoName)
 			if err != nil {
 				return err
 			}
 			opts := g.options(cmd)
 			opts.Kubernetes = kube.options()
-			lab, err := testbed.UpLab(cmd.Context(), topo, opts)
+			l, err := lab.Up(cmd.Context(), topo, opts)
 			if err != nil {
 				return err
 			}
-			return report(cmd, lab, true)
+			return report(cmd, l, true)
 		},
 	}
-	cmd.Flags().StringVar(&topology, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
+	cmd.Flags().StringVar(&topoName, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
 	cmd.Flags().BoolVar(&kube.enabled, "kubernetes", false, "Kubernetes mode: a control plane (etcd, kube-apiserver, kube-controller-manager) in namespace cp on the first LAN; podrouted learns nodes, pod CIDRs and peers from it")
 	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager and kubectl (`make k8s-tools`)")
 	cmd.Flags().StringVar(&kube.manifests, "manifests", defaultManifestsDir(defaultBinDir()), "podroute's manifests directory (Kubernetes mode applies 00-namespace, 01-crds and 02-rbac from it)")
@@ -124,7 +126,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 
 func joinNames() string {
 	s := ""
-	for i, n := range testbed.BuiltinNames() {
+	for i, n := range topology.BuiltinNames() {
 		if i > 0 {
 			s += ", "
 		}
@@ -135,28 +137,28 @@ func joinNames() string {
 
 // report prints the sessions and the reachability matrix; it fails when a
 // pod pair is unreachable.
-func report(cmd *cobra.Command, lab *testbed.Lab, hints bool) error {
+func report(cmd *cobra.Command, l *lab.Lab, hints bool) error {
 	out := cmd.OutOrStdout()
-	if lab.Kubernetes() {
+	if l.Kubernetes() {
 		fmt.Fprintf(out, "\nKubernetes\n")
-		lab.PrintKubernetes(cmd.Context(), out)
+		l.PrintKubernetes(cmd.Context(), out)
 	}
 	fmt.Fprintf(out, "\nBGP sessions\n")
-	lab.PrintSessions(cmd.Context(), out)
+	l.PrintSessions(cmd.Context(), out)
 	fmt.Fprintf(out, "\nPod-to-pod reachability (ping)\n")
-	m := lab.PingMatrix(cmd.Context())
+	m := l.PingMatrix(cmd.Context())
 	m.Print(out)
 	if hints {
-		n := lab.Plan.Nodes[0].Name
+		n := l.Plan.Nodes[0].Name
 		fmt.Fprintf(out, "\nLook around:\n"+
 			"  podroute-lab exec %s -- podroute status     # the node's BGP sessions\n"+
-			"  podroute-lab exec %s -- ip route            # its kernel routes (podroute's: proto %d)\n", n, n, testbed.LabRouteProtocol)
-		if len(lab.Plan.Routers) > 0 {
-			r := lab.Plan.Routers[0].Name
-			fmt.Fprintf(out, "  podroute-lab exec %s -- vtysh -N %s -c 'show bgp summary'\n", r, lab.RunID()+"-"+r)
+			"  podroute-lab exec %s -- ip route            # its kernel routes (podroute's: proto %d)\n", n, n, topology.RouteProtocol)
+		if len(l.Plan.Routers) > 0 {
+			r := l.Plan.Routers[0].Name
+			fmt.Fprintf(out, "  podroute-lab exec %s -- vtysh -N %s -c 'show bgp summary'\n", r, l.RunID()+"-"+r)
 		}
-		if lab.Kubernetes() {
-			fmt.Fprintf(out, "  podroute-lab exec %s -- kubectl get nodes,bgppeers   # the control plane (admin kubeconfig)\n", testbed.KubeCPElement)
+		if l.Kubernetes() {
+			fmt.Fprintf(out, "  podroute-lab exec %s -- kubectl get nodes,bgppeers   # the control plane (admin kubeconfig)\n", lab.KubeCPElement)
 		}
 		fmt.Fprintf(out, "  podroute-lab status | podroute-lab down\n")
 	}
@@ -171,12 +173,12 @@ func statusCmd(g *globalFlags) *cobra.Command {
 		Use:   "status",
 		Short: "Show the running lab's BGP sessions and pod-to-pod reachability",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			lab, err := testbed.AttachLab(g.options(cmd))
+			l, err := lab.Attach(g.options(cmd))
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lab %s, topology %s\n", lab.RunID(), lab.Plan.Topology.Name)
-			return report(cmd, lab, false)
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s, topology %s\n", l.RunID(), l.Plan.Topology.Name)
+			return report(cmd, l, false)
 		},
 	}
 }
@@ -186,7 +188,7 @@ func downCmd(g *globalFlags) *cobra.Command {
 		Use:   "down",
 		Short: "Remove everything the lab made (works after a crash too)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := testbed.ReadLabState(g.stateDir)
+			st, err := lab.ReadState(g.stateDir)
 			if err != nil {
 				return err
 			}
@@ -196,14 +198,14 @@ func downCmd(g *globalFlags) *cobra.Command {
 			}
 			// Pods go through CNI DEL as kubelet would; if the lab cannot
 			// even be read back, plain teardown still removes everything.
-			teardown := func() error { return testbed.TeardownLab(g.stateDir) }
-			if lab, err := testbed.AttachLab(g.options(cmd)); err == nil {
-				teardown = lab.Down
+			teardown := func() error { return lab.Teardown(g.stateDir) }
+			if l, err := lab.Attach(g.options(cmd)); err == nil {
+				teardown = l.Down
 			}
 			if err := teardown(); err != nil {
 				return err
 			}
-			left, err := testbed.ListNetns(st.RunID + "-")
+			left, err := netns.List(st.RunID + "-")
 			if err != nil {
 				return err
 			}
@@ -223,16 +225,16 @@ func execCmd(g *globalFlags) *cobra.Command {
 		Short: "Run a command inside a router, node or pod namespace",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := testbed.AttachLab(g.options(cmd))
+			l, err := lab.Attach(g.options(cmd))
 			if err != nil {
 				return err
 			}
-			ns := lab.NS(args[0])
+			ns := l.NS(args[0])
 			if ns == nil {
-				return fmt.Errorf("no router, node or pod named %q; have %v", args[0], lab.Names())
+				return fmt.Errorf("no router, node or pod named %q; have %v", args[0], l.Names())
 			}
 			c := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args[1:]...)...)
-			c.Env = lab.Env(args[0])
+			c.Env = l.Env(args[0])
 			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if err := c.Run(); err != nil {
 				var ee *exec.ExitError
@@ -251,8 +253,8 @@ func topologiesCmd() *cobra.Command {
 		Use:   "topologies",
 		Short: "List the built-in topologies",
 		Run: func(cmd *cobra.Command, _ []string) {
-			for _, n := range testbed.BuiltinNames() {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", n, testbed.BuiltinTopologies()[n].Description)
+			for _, n := range topology.BuiltinNames() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-10s %s\n", n, topology.Builtins()[n].Description)
 			}
 		},
 	}

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // Version is the Kubernetes release k8s.mk builds and the harness expects.
@@ -140,7 +140,7 @@ type Options struct {
 	// control-plane namespace). Clients this package makes (RESTConfig,
 	// Kubectl) reach it from the caller's namespace by dialling from inside
 	// Netns; kubeconfigs written by Kubeconfig are for use inside the lab.
-	Netns *testbed.Netns
+	Netns *netns.Namespace
 	// APIServerPort is the secure port; 0 picks a free one. It stays the
 	// same across RestartAPIServer so that clients reconnect by themselves.
 	APIServerPort int
@@ -200,9 +200,9 @@ type ControlPlane struct {
 	http       *http.Client // trusts our CA, dials through Netns
 
 	mu      sync.Mutex
-	etcd    *testbed.Process
-	api     *testbed.Process
-	kcm     *testbed.Process
+	etcd    *netns.Process
+	api     *netns.Process
+	kcm     *netns.Process
 	timings Timings
 	stopped bool
 }
@@ -518,9 +518,9 @@ func firstServiceIP(cidr string) (net.IP, error) {
 	return ip, nil
 }
 
-func (cp *ControlPlane) start(name string, argv ...string) (*testbed.Process, error) {
+func (cp *ControlPlane) start(name string, argv ...string) (*netns.Process, error) {
 	cp.opt.Logf("k8sharness: starting %s", name)
-	return testbed.StartProcess(cp.opt.Netns, name, cp.LogPath(name), argv...)
+	return netns.StartProcess(cp.opt.Netns, name, cp.LogPath(name), argv...)
 }
 
 func (cp *ControlPlane) startEtcd(ctx context.Context) error {
@@ -769,7 +769,7 @@ func (cp *ControlPlane) get(ctx context.Context, c *http.Client, url, token stri
 
 // waitHealthy polls check until it succeeds, the process exits, ctx ends or
 // ReadyTimeout passes. Errors carry the last check error and the log tail.
-func (cp *ControlPlane) waitHealthy(ctx context.Context, name string, p *testbed.Process, check func(context.Context) error) error {
+func (cp *ControlPlane) waitHealthy(ctx context.Context, name string, p *netns.Process, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, cp.opt.ReadyTimeout)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -813,7 +813,7 @@ func (cp *ControlPlane) Processes() []Process {
 	var out []Process
 	for _, c := range []struct {
 		name, marker string
-		p            *testbed.Process
+		p            *netns.Process
 	}{
 		{Etcd, "--data-dir=" + filepath.Join(cp.dir, "etcd"), cp.etcd},
 		{APIServer, "--cert-dir=" + filepath.Join(cp.dir, "apiserver"), cp.api},
@@ -830,7 +830,7 @@ func (cp *ControlPlane) Processes() []Process {
 // running (crashed, or stopped by StopAPIServer), with its log tail.
 func (cp *ControlPlane) Running() error {
 	cp.mu.Lock()
-	procs := map[string]*testbed.Process{Etcd: cp.etcd, APIServer: cp.api, ControllerManager: cp.kcm}
+	procs := map[string]*netns.Process{Etcd: cp.etcd, APIServer: cp.api, ControllerManager: cp.kcm}
 	cp.mu.Unlock()
 	var errs []error
 	for _, name := range []string{Etcd, APIServer, ControllerManager} {
@@ -849,7 +849,7 @@ func (cp *ControlPlane) Running() error {
 func (cp *ControlPlane) Stop() error {
 	cp.mu.Lock()
 	cp.stopped = true
-	procs := []*testbed.Process{cp.kcm, cp.api, cp.etcd}
+	procs := []*netns.Process{cp.kcm, cp.api, cp.etcd}
 	cp.mu.Unlock()
 	var errs []error
 	for _, p := range procs {

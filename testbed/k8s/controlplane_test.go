@@ -18,8 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/internal/testutil"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 const (
@@ -61,22 +62,6 @@ func startControlPlane(t *testing.T, opt k8sharness.Options) *k8sharness.Control
 	return cp
 }
 
-// eventually polls cond every 200 ms until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func clientset(t *testing.T, cp *k8sharness.ControlPlane, token string) *kubernetes.Clientset {
 	t.Helper()
 	cs, err := cp.Clientset(token)
@@ -100,7 +85,7 @@ func node(name string, podCIDRs ...string) *corev1.Node {
 func waitPodCIDR(t *testing.T, ctx context.Context, cs kubernetes.Interface, name string) string {
 	t.Helper()
 	var got string
-	eventually(t, 30*time.Second, "node "+name+" gets spec.podCIDRs from kube-controller-manager", func() error {
+	testutil.Eventually(t, 30*time.Second, "node "+name+" gets spec.podCIDRs from kube-controller-manager", func() error {
 		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -206,7 +191,7 @@ func TestControlPlane(t *testing.T) {
 	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "serviceaccount lists nodes once bound", func() error {
+	testutil.Eventually(t, 10*time.Second, "serviceaccount lists nodes once bound", func() error {
 		_, err := saCS.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		return err
 	})
@@ -308,7 +293,7 @@ func TestControlPlaneDualStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	eventually(t, 30*time.Second, "node-a gets an IPv4 and an IPv6 pod CIDR", func() error {
+	testutil.Eventually(t, 30*time.Second, "node-a gets an IPv4 and an IPv6 pod CIDR", func() error {
 		n, err := admin.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -398,7 +383,7 @@ func TestControlPlaneInNetns(t *testing.T) {
 	if err := k8sharness.CheckBinaries("", "", false); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
-	ns, err := testbed.CreateNetns(testbed.NewRunID() + "-k8s")
+	ns, err := netns.Create(netns.NewRunID() + "-k8s")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,15 +4,15 @@ import (
 	"context"
 	"path/filepath"
 
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/lab"
 )
 
 // LabStarter adapts Start to the namespace lab's Kubernetes mode
-// (testbed.KubernetesOptions.Start). It lives here because testbed cannot
-// import this package, which imports testbed; cmd/podroute-lab and the
+// (lab.KubernetesOptions.Start). It lives here because testbed/lab cannot
+// import this package, which imports testbed/lab; cmd/podroute-lab and the
 // lab's tests share it.
-func LabStarter(binDir string) testbed.KubeStartFunc {
-	return func(ctx context.Context, s testbed.KubeControlPlaneSpec) (testbed.KubeControlPlane, error) {
+func LabStarter(binDir string) lab.KubeStartFunc {
+	return func(ctx context.Context, s lab.KubeControlPlaneSpec) (lab.KubeControlPlane, error) {
 		cp, err := Start(ctx, Options{
 			Dir: s.Dir, BinDir: binDir, Netns: s.Netns, BindAddress: s.BindAddress, APIServerPort: s.Port,
 			ControllerManager: &ControllerManagerOptions{
@@ -27,7 +27,7 @@ func LabStarter(binDir string) testbed.KubeStartFunc {
 	}
 }
 
-var _ testbed.KubeControlPlane = labControlPlane{}
+var _ lab.KubeControlPlane = labControlPlane{}
 
 // labControlPlane adds what the lab records (URL, kubeconfig, PIDs for
 // teardown after a crash) to the control plane.
@@ -36,14 +36,14 @@ type labControlPlane struct {
 	binDir string
 }
 
-func (c labControlPlane) LabInfo() testbed.KubeControlPlaneInfo {
-	info := testbed.KubeControlPlaneInfo{
+func (c labControlPlane) LabInfo() lab.KubeControlPlaneInfo {
+	info := lab.KubeControlPlaneInfo{
 		URL: c.URL, AdminKubeconfig: c.AdminKubeconfig,
 		Kubectl: filepath.Join(c.binDir, Kubectl),
 		LogDir:  filepath.Dir(c.LogPath(Etcd)),
 	}
 	for _, p := range c.Processes() {
-		info.Processes = append(info.Processes, testbed.ProcessState{Name: p.Name, PID: p.PID, Marker: p.Marker})
+		info.Processes = append(info.Processes, lab.ProcessState{Name: p.Name, PID: p.PID, Marker: p.Marker})
 	}
 	return info
 }

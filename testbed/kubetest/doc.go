@@ -17,10 +17,10 @@
 // were applied for real, so the tests also prove that RBAC is enough. The
 // test creates the Node objects itself (labels, spec.podCIDRs, an
 // InternalIP via UpdateStatus), as kubelet and kube-controller-manager
-// would. Pods are namespaces wired by hand as in testbed's core lab: a /32
+// would. Pods are namespaces wired by hand as in testbed/e2e's core lab: a /32
 // behind a veth, 169.254.1.1 on the node side, a default route.
 //
 // This package has no non-test code: it exists so that these slow,
 // root-only tests run on their own (`go test ./testbed/kubetest/`) and
-// stay out of testbed's own test binary.
+// stay out of testbed/e2e's test binary.
 package kubetest

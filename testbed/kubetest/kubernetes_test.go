@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podroute/podroute/cluster"
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 // TestKubernetesMode runs podrouted --kubernetes on three node namespaces
@@ -228,7 +229,7 @@ func (l *lab) testRBAC(t *testing.T) {
 	begin := time.Now()
 	must(t, l.createNode(ctx, n1, nil))
 	must(t, l.createNode(ctx, n2, nil))
-	eventually(t, 60*time.Second, "node-1 and node-2 peer and route", func() error {
+	testutil.Eventually(t, 60*time.Second, "node-1 and node-2 peer and route", func() error {
 		return errors.Join(l.wantPeers(n1, n2.addr), l.wantPeers(n2, n1.addr),
 			wantRoutes(n1, n2), wantRoutes(n2, n1))
 	})
@@ -262,10 +263,10 @@ func (l *lab) testNodeAdded(t *testing.T) {
 	n1, n2, n3 := l.node(1), l.node(2), l.node(3)
 	begin := time.Now()
 	must(t, l.createNode(ctx, n3, nil))
-	peered := eventually(t, 60*time.Second, "node-3 Established with every node", func() error {
+	peered := testutil.Eventually(t, 60*time.Second, "node-3 Established with every node", func() error {
 		return errors.Join(l.wantPeers(n1, n2.addr, n3.addr), l.wantPeers(n2, n1.addr, n3.addr), l.wantPeers(n3, n1.addr, n2.addr))
 	})
-	eventually(t, 30*time.Second, "node-3's CIDR in every kernel", func() error { return l.meshConverged(n1, n2, n3) })
+	testutil.Eventually(t, 30*time.Second, "node-3's CIDR in every kernel", func() error { return l.meshConverged(n1, n2, n3) })
 	routed := time.Since(begin)
 	t.Logf("Node node-3 created: Established on all three nodes after %v, %s in node-1's and node-2's kernels (proto %d) after %v",
 		peered.Round(time.Millisecond), n3.cidr, routeProto, routed.Round(time.Millisecond))
@@ -277,7 +278,7 @@ func (l *lab) testNodeAdded(t *testing.T) {
 // 8. Each Node gets NetworkUnavailable=False, reason PodrouteIsUp.
 func (l *lab) testNetworkAvailable(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
-	took := eventually(t, 30*time.Second, "NetworkUnavailable=False (PodrouteIsUp) on every Node", func() error {
+	took := testutil.Eventually(t, 30*time.Second, "NetworkUnavailable=False (PodrouteIsUp) on every Node", func() error {
 		for _, n := range l.nodes {
 			if err := networkAvailable(ctx, l.admin, n.name); err != nil {
 				return err
@@ -314,7 +315,7 @@ func (l *lab) testNodeDeleted(t *testing.T) {
 	must(t, err)
 	begin := time.Now()
 	must(t, l.admin.CoreV1().Nodes().Delete(ctx, n3.name, metav1.DeleteOptions{}))
-	took := eventually(t, 30*time.Second, "node-3 gone from node-1's and node-2's peers and kernels", func() error {
+	took := testutil.Eventually(t, 30*time.Second, "node-3 gone from node-1's and node-2's peers and kernels", func() error {
 		return errors.Join(l.wantPeers(n1, n2.addr), l.wantPeers(n2, n1.addr), wantRoutes(n1, n2), wantRoutes(n2, n1))
 	})
 	t.Logf("Node node-3 deleted: gone from both other nodes' peer sets and kernels after %v (%v of polling)",
@@ -333,11 +334,11 @@ func (l *lab) testNodeDeleted(t *testing.T) {
 	// Registered again (as kubelet would), it rejoins without a restart.
 	begin = time.Now()
 	must(t, l.createNode(ctx, n3, nil))
-	eventually(t, 60*time.Second, "node-3 rejoins the mesh", func() error { return l.meshConverged(n1, n2, n3) })
+	testutil.Eventually(t, 60*time.Second, "node-3 rejoins the mesh", func() error { return l.meshConverged(n1, n2, n3) })
 	t.Logf("Node node-3 registered again: full mesh and routes back after %v", time.Since(begin).Round(time.Millisecond))
 	// A new Node object has none of the old one's conditions: podrouted
 	// marks it again.
-	took = eventually(t, 30*time.Second, "NetworkUnavailable=False on the re-registered Node", func() error {
+	took = testutil.Eventually(t, 30*time.Second, "NetworkUnavailable=False on the re-registered Node", func() error {
 		return networkAvailable(ctx, l.admin, n3.name)
 	})
 	t.Logf("re-registered Node node-3 has NetworkUnavailable=False (PodrouteIsUp) again %v after the mesh converged", took.Round(time.Millisecond))
@@ -404,10 +405,10 @@ func (l *lab) testBGPPeer(t *testing.T) {
 	t.Cleanup(func() {
 		_ = peers.Delete(context.Background(), "tor-a", metav1.DeleteOptions{})
 	})
-	peered := eventually(t, 60*time.Second, "node-1 Established with FRR", func() error {
+	peered := testutil.Eventually(t, 60*time.Second, "node-1 Established with FRR", func() error {
 		return l.wantPeers(n1, n2.addr, n3.addr, frrAddr)
 	})
-	learned := eventually(t, 30*time.Second, "FRR learns node-1's CIDR", func() error { return l.frrHas(n1.cidr, n1.addr) })
+	learned := testutil.Eventually(t, 30*time.Second, "FRR learns node-1's CIDR", func() error { return l.frrHas(n1.cidr, n1.addr) })
 	t.Logf("BGPPeer tor-a (rack=a) created: node-1 -> FRR Established after %v, FRR has %s via %s %v later",
 		peered.Round(time.Millisecond), n1.cidr, n1.addr, learned.Round(time.Millisecond))
 	for _, n := range []*labNode{n2, n3} {
@@ -439,7 +440,7 @@ func (l *lab) testBGPPeer(t *testing.T) {
 		t.Fatalf("editing BGPPeer tor-a: %v", err)
 	}
 	var g1 gobgpNeighbor
-	took := eventually(t, 30*time.Second, "node-1's GoBGP has hold time 15s for FRR", func() error {
+	took := testutil.Eventually(t, 30*time.Second, "node-1's GoBGP has hold time 15s for FRR", func() error {
 		g1, err = gobgpPeer(n1, frrAddr)
 		if err != nil {
 			return err
@@ -485,7 +486,7 @@ func (l *lab) testBGPPeer(t *testing.T) {
 
 	// Delete.
 	must(t, peers.Delete(ctx, "tor-a", metav1.DeleteOptions{}))
-	took = eventually(t, 30*time.Second, "node-1's FRR session gone", func() error {
+	took = testutil.Eventually(t, 30*time.Second, "node-1's FRR session gone", func() error {
 		if err := l.wantPeers(n1, n2.addr, n3.addr); err != nil {
 			return err
 		}
@@ -526,10 +527,10 @@ func (l *lab) testRouteReflector(t *testing.T) {
 	if _, err := l.admin.CoreV1().Nodes().Patch(ctx, n1.name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("annotating node-1 as route reflector: %v", err)
 	}
-	repeered := eventually(t, 60*time.Second, "clients peer only with the reflector", func() error {
+	repeered := testutil.Eventually(t, 60*time.Second, "clients peer only with the reflector", func() error {
 		return errors.Join(l.wantPeers(n1, n2.addr, n3.addr), l.wantPeers(n2, n1.addr), l.wantPeers(n3, n1.addr))
 	})
-	eventually(t, 60*time.Second, "every CIDR in every kernel through the reflector", func() error {
+	testutil.Eventually(t, 60*time.Second, "every CIDR in every kernel through the reflector", func() error {
 		errs := []error{wantRoutes(n1, n2, n3), wantRoutes(n2, n1, n3), wantRoutes(n3, n1, n2)}
 		// node-2 learns node-3's CIDR from node-1 (reflected, next hop
 		// kept), so node-1's session carries two prefixes to each client.
@@ -587,7 +588,7 @@ func (l *lab) testBadAnnotation(t *testing.T) {
 		_, _ = l.admin.CoreV1().Nodes().Patch(context.Background(), n2.name, types.MergePatchType, []byte(p), metav1.PatchOptions{})
 	})
 	var ev corev1.Event
-	took := eventually(t, 30*time.Second, "a Warning Event InvalidAnnotation on node-2", func() error {
+	took := testutil.Eventually(t, 30*time.Second, "a Warning Event InvalidAnnotation on node-2", func() error {
 		list, err := l.admin.CoreV1().Events("").List(ctx, metav1.ListOptions{
 			FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + n2.name + ",reason=InvalidAnnotation",
 		})
@@ -701,7 +702,7 @@ func (l *lab) testAPIServerDown(t *testing.T) {
 	// client-go's reflectors retry with a jittered exponential backoff
 	// (0.8 s doubling to 30 s, up to twice that with jitter), so after a
 	// 30 s outage the first successful re-list may be a minute away.
-	eventually(t, 150*time.Second, "node-2 peers with FRR after the restart", func() error {
+	testutil.Eventually(t, 150*time.Second, "node-2 peers with FRR after the restart", func() error {
 		return errors.Join(l.wantPeers(n2, n1.addr, frrAddr), l.frrHas(n2.cidr, n2.addr))
 	})
 	t.Logf("BGPPeer tor-b created after the restart: node-2 Established with FRR and FRR has %s %v after the API server was ready again",
@@ -710,7 +711,7 @@ func (l *lab) testAPIServerDown(t *testing.T) {
 		l.outage[n.name] = [2]int64{l.outage[n.name][0], logOffset(n)}
 	}
 	must(t, peers.Delete(ctx, "tor-b", metav1.DeleteOptions{}))
-	eventually(t, 30*time.Second, "node-2's FRR session gone", func() error { return l.wantPeers(n2, n1.addr) })
+	testutil.Eventually(t, 30*time.Second, "node-2's FRR session gone", func() error { return l.wantPeers(n2, n1.addr) })
 	if err := errors.Join(wantRoutes(n1, n2, n3), wantRoutes(n2, n1, n3), wantRoutes(n3, n1, n2)); err != nil {
 		t.Error(err)
 	}

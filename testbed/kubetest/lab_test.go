@@ -25,8 +25,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podroute/podroute/api"
-	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/frr"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // The lab's addresses (see doc.go). They exist only inside the lab's
@@ -54,23 +55,23 @@ type labNode struct {
 	addr    string // InternalIP on the LAN
 	cidr    string // spec.podCIDRs[0]
 	podAddr string
-	ns, pod *testbed.Netns
+	ns, pod *netns.Namespace
 	dir     string
 	cfgPath string
 	socket  string
 	logPath string
-	proc    *testbed.Process
+	proc    *netns.Process
 }
 
 // lab is the whole topology plus the clients the scenarios use.
 type lab struct {
 	t        *testing.T
-	c        *testbed.Cleanup
+	c        *netns.Cleanup
 	run, dir string
 	bin, cli string
 
-	sw, cpNS, router *testbed.Netns
-	frr              *testbed.FRR
+	sw, cpNS, router *netns.Namespace
+	frr              *frr.Router
 	cp               *k8sharness.ControlPlane
 	admin            kubernetes.Interface
 	dyn              dynamic.Interface
@@ -117,12 +118,12 @@ func skipUnlessPossible(t *testing.T) {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	begin := time.Now()
-	l := &lab{t: t, c: &testbed.Cleanup{}, run: testbed.NewRunID(), outage: map[string][2]int64{}}
+	l := &lab{t: t, c: &netns.Cleanup{}, run: netns.NewRunID(), outage: map[string][2]int64{}}
 	t.Cleanup(func() {
 		if err := l.c.Run(); err != nil {
 			t.Errorf("teardown: %v", err)
 		}
-		if left, _ := testbed.ListNetns(l.run); len(left) > 0 {
+		if left, _ := netns.List(l.run); len(left) > 0 {
 			t.Errorf("namespaces left after teardown: %v", left)
 		}
 	})
@@ -135,8 +136,8 @@ func newLab(t *testing.T) *lab {
 
 	l.buildBinaries()
 
-	newNS := func(suffix string) *testbed.Netns {
-		ns, err := testbed.CreateNetns(l.run + "-" + suffix)
+	newNS := func(suffix string) *netns.Namespace {
+		ns, err := netns.Create(l.run + "-" + suffix)
 		must(t, err)
 		l.c.Add("namespace "+ns.Name, ns.Delete)
 		return ns
@@ -144,8 +145,8 @@ func newLab(t *testing.T) *lab {
 	// The LAN: a bridge in its own namespace, one veth per member.
 	l.sw = newNS("sw")
 	must(t, l.sw.AddBridge("br0"))
-	plug := func(ns *testbed.Netns, swIf, addr string) {
-		must(t, testbed.Veth(l.sw, swIf, ns, "eth0", 1500))
+	plug := func(ns *netns.Namespace, swIf, addr string) {
+		must(t, netns.Veth(l.sw, swIf, ns, "eth0", 1500))
 		must(t, l.sw.Attach(swIf, "br0"))
 		must(t, ns.AddAddr("eth0", fmt.Sprintf("%s/%d", addr, lanBits)))
 	}
@@ -171,9 +172,9 @@ func newLab(t *testing.T) *lab {
 	// FRR accepts any node of the LAN (dynamic neighbours), so a BGPPeer
 	// for any node needs no router change. Its hold time is longer than
 	// the BGPPeers', so the node's setting is what gets negotiated.
-	l.frr = l.startFRR(testbed.RouterSpec{
+	l.frr = l.startFRR(frr.RouterSpec{
 		Name: "tor", ASN: frrASN, RouterID: frrAddr,
-		PeerGroups: []testbed.FRRPeerGroup{{Name: "nodes", Range: lanPrefix + "0/24", RemoteAS: "external", Hold: 30, Keepalive: 10}},
+		PeerGroups: []frr.PeerGroup{{Name: "nodes", Range: lanPrefix + "0/24", RemoteAS: "external", Hold: 30, Keepalive: 10}},
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -221,10 +222,10 @@ func (l *lab) buildBinaries() {
 	l.t.Logf("built podrouted and podroute in %v", time.Since(begin).Round(time.Millisecond))
 }
 
-func (l *lab) startFRR(spec testbed.RouterSpec) *testbed.FRR {
+func (l *lab) startFRR(spec frr.RouterSpec) *frr.Router {
 	t := l.t
 	fdir := filepath.Join(l.dir, "frr")
-	f, err := testbed.StartFRR(l.router, fdir, testbed.FRRConfig(spec))
+	f, err := frr.Start(l.router, fdir, frr.Config(spec))
 	must(t, err)
 	l.c.Add("frr", f.Stop)
 	keepLog(t, f.LogPath("bgpd"), "frr-bgpd.log")
@@ -240,7 +241,7 @@ func (l *lab) startFRR(spec testbed.RouterSpec) *testbed.FRR {
 // veth and a default route through 169.254.1.1 on the node's side.
 func (l *lab) wirePod(n *labNode) {
 	t := l.t
-	must(t, testbed.Veth(n.ns, "pod0", n.pod, "eth0", 1500))
+	must(t, netns.Veth(n.ns, "pod0", n.pod, "eth0", 1500))
 	must(t, n.pod.AddAddr("eth0", n.podAddr+"/32"))
 	must(t, n.ns.AddAddr("pod0", "169.254.1.1/32"))
 	for _, argv := range [][]string{
@@ -284,7 +285,7 @@ func (l *lab) startPodrouted(n *labNode) {
 	// API server. No CNI config is written (cniConfDir unset).
 	conf := fmt.Sprintf("routeProtocol: %d\ngrpcSocket: %s\ngobgpAPI: 127.0.0.1:50051\nlogLevel: info\n", routeProto, n.socket)
 	must(t, os.WriteFile(n.cfgPath, []byte(conf), 0o644))
-	p, err := testbed.StartProcess(n.ns, "podrouted-"+n.name, n.logPath, l.bin,
+	p, err := netns.StartProcess(n.ns, "podrouted-"+n.name, n.logPath, l.bin,
 		"--kubernetes", "--kubeconfig", l.saKubeconfig, "--config", n.cfgPath,
 		"--node-name", n.name, "--namespace", podrouteNS)
 	must(t, err)
@@ -353,24 +354,6 @@ func (l *lab) createNode(ctx context.Context, n *labNode, annotations map[string
 		return fmt.Errorf("setting Node %s's InternalIP: %w", n.name, err)
 	}
 	return nil
-}
-
-// eventually polls cond every 200 ms until it returns nil (and returns how
-// long that took) or fails the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	begin := time.Now()
-	deadline := begin.Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(begin)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // status asks podrouted on n through its socket with the podroute CLI,
@@ -487,7 +470,7 @@ func kernelRoutes(n *labNode) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var routes []testbed.KernelRoute
+	var routes []netns.KernelRoute
 	if err := json.Unmarshal(out, &routes); err != nil {
 		return nil, fmt.Errorf("%s: parsing ip -j route: %w", n.name, err)
 	}
@@ -541,7 +524,7 @@ func wantRoutes(n *labNode, others ...*labNode) error {
 }
 
 // ping sends count pings from pod namespace src to dst.
-func ping(src *testbed.Netns, dst string, count int) error {
+func ping(src *netns.Namespace, dst string, count int) error {
 	out, err := src.Command("ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "1", dst).CombinedOutput()
 	sent, got, perr := parsePing(string(out))
 	if perr != nil || err != nil || got != sent {

@@ -1,0 +1,246 @@
+package bgpbench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podroute/podroute/testbed/netns"
+)
+
+// bgpWire reassembles the BGP messages a peer sends to a receiver, from an
+// AF_PACKET socket on the receiver's interface, with kernel receive
+// timestamps.
+type bgpWire struct {
+	sock  *pollSocket
+	peer  netip.Addr
+	watch netip.Prefix
+
+	mu     sync.Mutex
+	stream []byte // bytes of the current connection not yet parsed
+	next   uint32 // next expected sequence number
+	inConn bool
+	state  bgpWireState
+	ann    map[netip.Prefix]time.Time
+	wdr    map[netip.Prefix]time.Time
+}
+
+// bgpWireState is what the wire has shown of the current connection.
+type bgpWireState struct {
+	open, established, firstUpdate, eor time.Time
+	updates, nlri                       int
+	broken                              bool // a gap in the captured stream
+}
+
+func startBGPWire(ns *netns.Namespace, ifName string, peer netip.Addr, watch netip.Prefix) (*bgpWire, error) {
+	w := &bgpWire{peer: peer, watch: watch, ann: map[netip.Prefix]time.Time{}, wdr: map[netip.Prefix]time.Time{}}
+	sock, err := openPollSocket(ns, unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)), func(fd int) error {
+		ifc, err := net.InterfaceByName(ifName) // inside ns: Do switched the thread
+		if err != nil {
+			return err
+		}
+		return errors.Join(
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20),
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1),
+			unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifc.Index}))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wire capture in %s: %w", ns.Name, err)
+	}
+	w.sock = sock
+	buf := make([]byte, 256<<10)
+	oob := make([]byte, 256)
+	go sock.run(func(fd int) error {
+		n, oobn, flags, from, err := unix.Recvmsg(fd, buf, oob, unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.ENOBUFS) {
+			w.mu.Lock()
+			w.state.broken = true
+			w.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			return nil
+		}
+		w.received(buf[:n], oob[:oobn], flags)
+		return nil
+	})
+	return w, nil
+}
+
+// received handles one captured packet with its control messages.
+func (w *bgpWire) received(p, oob []byte, flags int) {
+	ts := time.Now() // if the kernel timestamp is missing
+	if cmsgs, err := unix.ParseSocketControlMessage(oob); err == nil {
+		for _, c := range cmsgs {
+			if c.Header.Level == unix.SOL_SOCKET && c.Header.Type == unix.SCM_TIMESTAMPNS && len(c.Data) >= 16 {
+				ts = time.Unix(int64(binary.NativeEndian.Uint64(c.Data[0:8])), int64(binary.NativeEndian.Uint64(c.Data[8:16])))
+			}
+		}
+	}
+	w.packet(p, flags&unix.MSG_TRUNC != 0, ts)
+}
+
+// packet handles one IPv4 packet (possibly a GSO super-packet).
+func (w *bgpWire) packet(p []byte, truncated bool, ts time.Time) {
+	if len(p) < 20 || p[0]>>4 != 4 || p[9] != unix.IPPROTO_TCP {
+		return
+	}
+	if src, _ := netip.AddrFromSlice(p[12:16]); src != w.peer {
+		return
+	}
+	ihl := int(p[0]&0x0f) * 4
+	end := int(binary.BigEndian.Uint16(p[2:4]))
+	if end == 0 || end > len(p) {
+		end = len(p)
+	}
+	if ihl+20 > end {
+		return
+	}
+	tcp := p[ihl:end]
+	doff := int(tcp[12]>>4) * 4
+	if doff < 20 || doff > len(tcp) {
+		return
+	}
+	seq, syn := binary.BigEndian.Uint32(tcp[4:8]), tcp[13]&0x02 != 0
+	payload := tcp[doff:]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if truncated {
+		w.state.broken = true
+	}
+	if syn {
+		// A new connection: what came before is history.
+		w.inConn, w.next, w.stream = true, seq+1, w.stream[:0]
+		w.state = bgpWireState{}
+		return
+	}
+	if !w.inConn || len(payload) == 0 {
+		return
+	}
+	switch d := int32(seq - w.next); {
+	case d > 0:
+		w.state.broken = true // a segment was not captured; resynchronise
+		w.stream, w.next = w.stream[:0], seq
+	case d < 0:
+		if -int(d) >= len(payload) {
+			return // a retransmission
+		}
+		payload = payload[-d:]
+	}
+	w.next += uint32(len(payload))
+	w.stream = append(w.stream, payload...)
+	rest := w.stream
+	for len(rest) >= 19 {
+		l := int(binary.BigEndian.Uint16(rest[16:18]))
+		if l < 19 || !bytes.Equal(rest[:16], bgpMarker) {
+			w.state.broken = true
+			rest = nil
+			break
+		}
+		if len(rest) < l {
+			break
+		}
+		w.message(rest[18], rest[19:l], ts)
+		rest = rest[l:]
+	}
+	w.stream = append(w.stream[:0], rest...)
+}
+
+var bgpMarker = bytes.Repeat([]byte{0xff}, 16)
+
+func (w *bgpWire) message(typ byte, body []byte, ts time.Time) {
+	st := &w.state
+	switch typ {
+	case 1: // OPEN
+		st.open = ts
+	case 4: // KEEPALIVE
+		if !st.open.IsZero() && st.established.IsZero() {
+			st.established = ts
+		}
+	case 2: // UPDATE
+		if len(body) < 4 {
+			return
+		}
+		wl := int(binary.BigEndian.Uint16(body[0:2]))
+		if 2+wl+2 > len(body) {
+			return
+		}
+		withdrawn := body[2 : 2+wl]
+		al := int(binary.BigEndian.Uint16(body[2+wl : 4+wl]))
+		if 4+wl+al > len(body) {
+			return
+		}
+		nlri := body[4+wl+al:]
+		if wl == 0 && al == 0 && len(nlri) == 0 {
+			if st.eor.IsZero() {
+				st.eor = ts
+			}
+			return
+		}
+		st.updates++
+		if st.firstUpdate.IsZero() {
+			st.firstUpdate = ts
+		}
+		st.nlri += w.prefixes(nlri, w.ann, ts)
+		w.prefixes(withdrawn, w.wdr, ts)
+	}
+}
+
+// prefixes walks an NLRI field, records the watched prefixes in into and
+// returns how many prefixes it holds.
+func (w *bgpWire) prefixes(b []byte, into map[netip.Prefix]time.Time, ts time.Time) int {
+	n := 0
+	for len(b) > 0 {
+		bits := int(b[0])
+		size := (bits + 7) / 8
+		if bits > 32 || 1+size > len(b) {
+			return n
+		}
+		var a [4]byte
+		copy(a[:], b[1:1+size])
+		if p := netip.PrefixFrom(netip.AddrFrom4(a), bits); w.watch.Contains(p.Addr()) {
+			into[p] = ts
+		}
+		n++
+		b = b[1+size:]
+	}
+	return n
+}
+
+func (w *bgpWire) snapshot() bgpWireState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
+func (w *bgpWire) announced(p netip.Prefix) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ann[p]
+}
+
+func (w *bgpWire) withdrawn(p netip.Prefix) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wdr[p]
+}
+
+func (w *bgpWire) close() error { return w.sock.close() }
+
+// htons converts v to network byte order, as sockaddr_ll and socket(2)
+// want the protocol.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}

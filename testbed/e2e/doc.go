@@ -1,0 +1,22 @@
+// Package e2e holds podroute's end-to-end tests: the binaries built from
+// cmd/ (podrouted, podroute, podroute-cni) run for real in network
+// namespaces, against real FRR routers, as root.
+//
+//	core_lab_test.go        two podrouted nodes and one FRR router wired by
+//	                        hand: reachability, restart, withdrawal, hijack
+//	                        and max-prefix defences
+//	e2e_test.go             the built-in topologies brought up with lab.Up,
+//	                        as `podroute-lab up` does, and the failures a
+//	                        routed pod network must survive (figures logged
+//	                        as "E2E figure:")
+//	e2e_kubernetes_test.go  the same lab in Kubernetes mode (needs
+//	                        `make k8s-tools`)
+//	cni_test.go             podroute-cni called as kubelet's runtime calls
+//	                        it, and BenchmarkCNIAddDel
+//
+// These tests span several packages (netns, frr, lab, k8s) and exercise
+// the product rather than any one of them, so they have a package of their
+// own. This package has no non-test code. `make test` greps their output
+// for the figures they measure by file name (see the Makefile), so rename
+// these files together with that pattern.
+package e2e

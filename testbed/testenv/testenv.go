@@ -1,0 +1,97 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/podroute/podroute/testbed/frr"
+	"github.com/podroute/podroute/testbed/netns"
+)
+
+// NewCleanup returns a Cleanup that runs when the test ends, on every
+// exit path (t.Fatal, a panic in the test); a failing teardown step fails the
+// test.
+func NewCleanup(t testing.TB) *netns.Cleanup {
+	t.Helper()
+	c := &netns.Cleanup{}
+	t.Cleanup(func() {
+		if err := c.Run(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	})
+	return c
+}
+
+// SkipUnlessLabMachine skips tests that need root (namespaces) and, with
+// needFRR, Debian's FRR.
+func SkipUnlessLabMachine(t *testing.T, needFRR bool) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces")
+	}
+	if !needFRR {
+		return
+	}
+	for _, bin := range []string{frr.DaemonDir + "/bgpd", frr.DaemonDir + "/zebra"} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("skipping: needs FRR (apt-get install frr): %v", err)
+		}
+	}
+	if _, err := exec.LookPath("vtysh"); err != nil {
+		t.Skipf("skipping: needs vtysh from the frr package: %v", err)
+	}
+}
+
+// CreateNetns creates namespace name (netns.Create) and deletes it with c.
+func CreateNetns(t *testing.T, c *netns.Cleanup, name string) *netns.Namespace {
+	t.Helper()
+	ns, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add("namespace "+name, ns.Delete)
+	return ns
+}
+
+// StartFRR starts an FRR router for spec in ns, in a directory of its own,
+// and stops it with c; when the test has failed, it logs the end of the
+// router's logs first.
+func StartFRR(t *testing.T, c *netns.Cleanup, ns *netns.Namespace, spec frr.RouterSpec) *frr.Router {
+	t.Helper()
+	// Not t.TempDir(): its parents are 0700 and FRR runs as user frr.
+	dir, err := os.MkdirTemp("", ns.Name+"-frr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
+	f, err := frr.Start(ns, dir, frr.Config(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add("frr "+ns.Name, f.Stop)
+	// Registered after NewCleanup's, so it runs before the teardown.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("frr %s:\n%s\n%s", f.Name, f.LogTail("zebra", 30), f.LogTail("bgpd", 30))
+		}
+	})
+	return f
+}
+
+// ProcessGone reports whether pid has exited (or is a zombie awaiting PID 1)
+// or now belongs to something unrelated to this run.
+func ProcessGone(pid int, run string) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// Field 3, after "(comm)", is the state.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+		return true
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return !strings.Contains(string(cmdline), run)
+}
