@@ -28,6 +28,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+	"github.com/podroute/podroute/internal/testutil"
 )
 
 const (
@@ -439,19 +440,11 @@ func sortedAddrs(as []netip.Addr) []netip.Addr {
 	return out
 }
 
+// eventually polls every 50 ms: these speakers run on loopback and react
+// within milliseconds.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.EventuallyEvery(t, 50*time.Millisecond, timeout, what, cond)
 }
 
 // consistently checks cond for the whole of d and fails at the first

@@ -29,7 +29,7 @@ type ipamOptions struct {
 	netnsExists func(string) bool
 }
 
-func newIPAMCommand(opts *options) *cobra.Command {
+func newIPAMCommand(opts *options, getenv func(string) string) *cobra.Command {
 	o := &ipamOptions{
 		now: time.Now,
 		netnsExists: func(p string) bool {
@@ -55,7 +55,11 @@ func newIPAMCommand(opts *options) *cobra.Command {
 		},
 	}
 	flags := cmd.PersistentFlags()
-	flags.StringVar(&o.dir, "ipam-dir", ipam.DefaultDir, "podroute-cni's IPAM store (the dataDir of the CNI config)")
+	dir := ipam.DefaultDir
+	if env := getenv(ipamDirEnv); env != "" {
+		dir = env
+	}
+	flags.StringVar(&o.dir, "ipam-dir", dir, "podroute-cni's IPAM store (the dataDir of the CNI config; the default comes from "+ipamDirEnv+" if set)")
 	flags.StringSliceVar(&o.podCIDRs, "pod-cidr", nil,
 		"compare with these pod CIDRs instead of those the plugin last used (after the node's CIDR changed)")
 	cmd.AddCommand(&cobra.Command{

@@ -130,3 +130,16 @@ func TestIpamMissingOrCorruptStore(t *testing.T) {
 		t.Errorf("bad --pod-cidr: %v", err)
 	}
 }
+
+// On a node whose CNI config names another dataDir (the lab's nodes),
+// PODROUTE_IPAM_DIR points `podroute ipam` at it; --ipam-dir still wins.
+func TestIpamDirFromEnvironment(t *testing.T) {
+	dir := ipamStore(t)
+	out, err := runCLI(t, map[string]string{ipamDirEnv: dir}, "ipam")
+	if err != nil || !strings.Contains(out, "ctr-a") {
+		t.Fatalf("ipam with %s=%s: %v\n%s", ipamDirEnv, dir, err, out)
+	}
+	if out, err := runCLI(t, map[string]string{ipamDirEnv: dir}, "ipam", "--ipam-dir", t.TempDir()); err == nil && strings.Contains(out, "ctr-a") {
+		t.Errorf("--ipam-dir naming an empty store showed the environment's store: the flag must win\n%s", out)
+	}
+}

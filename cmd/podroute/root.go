@@ -20,6 +20,9 @@ const (
 	// socketEnv overrides defaultSocket, for nodes where the daemon runs
 	// with a different --socket.
 	socketEnv = "PODROUTE_SOCKET"
+	// ipamDirEnv overrides the default IPAM store of `podroute ipam`, for
+	// nodes whose CNI config names another dataDir (the lab's nodes).
+	ipamDirEnv = "PODROUTE_IPAM_DIR"
 
 	outputTable = "table"
 	outputJSON  = "json"
@@ -68,7 +71,7 @@ func newRootCommand(getenv func(string) string) *cobra.Command {
 		newStatusCommand(opts),
 		newPeersCommand(opts),
 		newRoutesCommand(opts),
-		newIPAMCommand(opts),
+		newIPAMCommand(opts, getenv),
 		newVersionCommand(),
 	)
 	return root

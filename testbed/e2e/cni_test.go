@@ -30,40 +30,10 @@ import (
 // started in the node's network namespace (here a namespace standing in for
 // the node: `ip netns exec NODE podroute-cni`) with CNI_NETNS naming the pod's.
 
-var (
-	cniBuildOnce sync.Once
-	cniBinDir    string
-	cniBuildErr  error
-)
-
-// cniPlugin builds podroute-cni once per test binary and returns the
-// directory holding it (the CNI_PATH). The directory is named after this
-// process, and directories of test processes that have exited are removed
-// first: there is no hook after the last test to remove our own.
+// cniPlugin is the directory holding podroute-cni (the CNI_PATH).
 func cniPlugin(tb testing.TB) string {
 	tb.Helper()
-	cniBuildOnce.Do(func() {
-		const prefix = "podroute-cni-bin-"
-		old, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
-		for _, dir := range old {
-			pid := strings.TrimPrefix(filepath.Base(dir), prefix)
-			if _, err := os.Stat("/proc/" + pid); errors.Is(err, os.ErrNotExist) {
-				os.RemoveAll(dir)
-			}
-		}
-		cniBinDir = filepath.Join(os.TempDir(), fmt.Sprintf("%s%d", prefix, os.Getpid()))
-		if cniBuildErr = os.MkdirAll(cniBinDir, 0o755); cniBuildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(cniBinDir, cni.PluginType), "github.com/podroute/podroute/cmd/podroute-cni").CombinedOutput()
-		if err != nil {
-			cniBuildErr = fmt.Errorf("go build podroute-cni: %v\n%s", err, out)
-		}
-	})
-	if cniBuildErr != nil {
-		tb.Fatal(cniBuildErr)
-	}
-	return cniBinDir
+	return testenv.Binaries(tb)
 }
 
 // cniLab is one node namespace with its IPAM store and network config.

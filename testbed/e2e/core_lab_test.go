@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -41,27 +40,10 @@ var (
 	buildErr  error
 )
 
-// podrouteBinaries builds podrouted, podroute and podroute-cni once per
-// test run.
+// podrouteBinaries is podrouted and the podroute CLI (testenv.Binaries).
 func podrouteBinaries(t *testing.T) (podrouted, podroute string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "podroute-bin-")
-		if buildErr != nil {
-			return
-		}
-		for _, pkg := range []string{"podrouted", "podroute", "podroute-cni"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "github.com/podroute/podroute/cmd/"+pkg).CombinedOutput()
-			if err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "podrouted"), filepath.Join(binDir, "podroute")
+	return testenv.Binary(t, "podrouted"), testenv.Binary(t, "podroute")
 }
 
 // coreNode is one podrouted node of the lab.
@@ -385,10 +367,7 @@ func TestCoreFRRReachabilityRestartWithdrawal(t *testing.T) {
 		if err != nil || !regexp.MustCompile(`10\.244\.2\.0/24\s+172\.31\.1\.1\s.*yes`).MatchString(out) {
 			t.Errorf("podroute routes lacks 10.244.2.0/24 in kernel: %v\n%s", err, out)
 		}
-		gobgp, err := exec.LookPath("gobgp")
-		if err != nil {
-			t.Skip("gobgp CLI not installed (apt-get install gobgpd)")
-		}
+		gobgp := testenv.Binary(t, "gobgp")
 		b, err := l.a.ns.Exec(context.Background(), gobgp, "-u", "127.0.0.1", "-p", "50051", "neighbor")
 		if err != nil || !bytes.Contains(b, []byte("172.31.1.1")) || !bytes.Contains(b, []byte("Establ")) {
 			t.Errorf("gobgp neighbor against podrouted: %v\n%s", err, b)

@@ -23,6 +23,7 @@ import (
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
 	"github.com/podroute/podroute/testbed/lab"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 	"github.com/podroute/podroute/testbed/topology"
 )
 
@@ -44,7 +45,7 @@ func TestE2EKubernetes(t *testing.T) {
 	if err := k8sharness.CheckBinaries("", "", true); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
-	binDir := buildPodroute(t)
+	binDir := testenv.Binaries(t)
 	// Not t.TempDir(): FRR (user frr) must traverse the state dir.
 	dir, err := os.MkdirTemp("", "podroute-e2e-k8s-")
 	if err != nil {
@@ -152,20 +153,6 @@ func manifestsDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// buildPodroute builds podrouted, podroute and podroute-cni into a
-// temporary directory.
-func buildPodroute(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, pkg := range []string{"podrouted", "podroute", "podroute-cni"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "github.com/podroute/podroute/cmd/"+pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return dir
 }
 
 // alive reports whether pid runs with marker on its command line.

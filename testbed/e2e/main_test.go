@@ -3,14 +3,14 @@ package e2e
 import (
 	"os"
 	"testing"
+
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
-// TestMain removes the binaries podrouteBinaries built for this run; they
+// TestMain removes the binaries testenv.Binaries built for this run; they
 // are tens of megabytes each and would pile up in /tmp run after run.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }

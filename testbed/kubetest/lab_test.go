@@ -28,6 +28,7 @@ import (
 	"github.com/podroute/podroute/testbed/frr"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
 	"github.com/podroute/podroute/testbed/netns"
+	"github.com/podroute/podroute/testbed/testenv"
 )
 
 // The lab's addresses (see doc.go). They exist only inside the lab's
@@ -208,18 +209,10 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// buildBinaries builds podrouted and the podroute CLI into the lab's dir.
+// buildBinaries finds podrouted and the podroute CLI (testenv.Binaries).
 func (l *lab) buildBinaries() {
-	begin := time.Now()
-	l.bin = filepath.Join(l.dir, "podrouted")
-	l.cli = filepath.Join(l.dir, "podroute")
-	for pkg, out := range map[string]string{"podrouted": l.bin, "podroute": l.cli} {
-		b, err := exec.Command("go", "build", "-o", out, "github.com/podroute/podroute/cmd/"+pkg).CombinedOutput()
-		if err != nil {
-			l.t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-		}
-	}
-	l.t.Logf("built podrouted and podroute in %v", time.Since(begin).Round(time.Millisecond))
+	l.bin = testenv.Binary(l.t, "podrouted")
+	l.cli = testenv.Binary(l.t, "podroute")
 }
 
 func (l *lab) startFRR(spec frr.RouterSpec) *frr.Router {

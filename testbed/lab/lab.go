@@ -510,7 +510,7 @@ func (l *Lab) Names() []string {
 func (l *Lab) Env(name string) []string {
 	env := append(os.Environ(), "PATH="+l.opts.BinDir+":"+os.Getenv("PATH"))
 	if l.Node(name) != nil {
-		env = append(env, "PODROUTE_SOCKET="+l.Socket(name))
+		env = append(env, "PODROUTE_SOCKET="+l.Socket(name), "PODROUTE_IPAM_DIR="+l.ipamDir(name))
 	}
 	if k := l.kubeState(); k != nil && name == KubeCPElement {
 		env = append(env, "PATH="+filepath.Dir(k.Kubectl)+":"+l.opts.BinDir+":"+os.Getenv("PATH"),
