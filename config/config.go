@@ -24,6 +24,9 @@ const (
 	DefaultHoldTime              = 90 * time.Second
 	DefaultConnectRetry          = 5 * time.Second
 	DefaultMaxPrefixes    uint32 = 10000
+	// DefaultMaxPrefixHoldTime is how long a peer torn down for exceeding
+	// its maxPrefixes stays down before it may connect again.
+	DefaultMaxPrefixHoldTime = 30 * time.Second
 
 	// GoBGPAPIOff as the value of gobgpAPI turns the GoBGP gRPC API off.
 	GoBGPAPIOff = "off"
@@ -64,6 +67,9 @@ type Config struct {
 	RouteProtocol int `json:"routeProtocol,omitempty"`
 	// RouteTable is the kernel routing table podroute writes (0 = default).
 	RouteTable int `json:"routeTable,omitempty"`
+	// MaxPrefixHoldTime is how long a peer torn down for sending more than
+	// its maxPrefixes is kept down before it may connect again.
+	MaxPrefixHoldTime metav1.Duration `json:"maxPrefixHoldTime,omitzero"`
 	// GracefulRestart configures RFC 4724 graceful restart and the daemon's
 	// own restart behaviour.
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
@@ -170,6 +176,7 @@ func (c *Config) ApplyDefaults() {
 		c.RouteTable = DefaultRouteTable
 	}
 	setDuration(&c.ResyncInterval, DefaultResyncInterval)
+	setDuration(&c.MaxPrefixHoldTime, DefaultMaxPrefixHoldTime)
 	if c.GRPCSocket == "" {
 		c.GRPCSocket = DefaultGRPCSocket
 	}

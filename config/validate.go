@@ -203,6 +203,7 @@ func (c *Config) Validate() error {
 		v.add("routeTable", strconv.Itoa(t), routeTableAllowed)
 	}
 	v.seconds("resyncInterval", c.ResyncInterval, time.Second, 0, false)
+	v.seconds("maxPrefixHoldTime", c.MaxPrefixHoldTime, time.Second, time.Hour, false)
 
 	gr := c.GracefulRestart
 	v.seconds("gracefulRestart.restartTime", gr.RestartTime, time.Second, maxRestartTime, true)

@@ -52,9 +52,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		ListenPort:      cfg.Port(),
 		RestartTime:     cfg.GracefulRestart.RestartTime.Duration,
 		// Forwarding state survived only if there were routes to adopt.
-		Restarting: grEnabled && adopted > 0,
-		Multipath:  true,
-		Logger:     log,
+		Restarting:    grEnabled && adopted > 0,
+		Multipath:     true,
+		MaxPrefixHold: cfg.MaxPrefixHoldTime.Duration,
+		Logger:        log,
 	}, opts...)
 	if err != nil {
 		rec.Close()
