@@ -59,10 +59,11 @@ func (r *Reconciler) loop(ctx context.Context) {
 				if u.Header.Type == unix.RTM_NEWLINK || u.Header.Type == unix.RTM_DELLINK {
 					settle = time.After(linkSettle)
 				}
-			case _, ok := <-sub.addrs:
+			case u, ok := <-sub.addrs:
 				if !ok {
 					break events
 				}
+				r.onAddrEvent(u)
 				settle = time.After(linkSettle)
 			case <-settle:
 				settle = nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +70,12 @@ type Reconciler struct {
 	stale   map[netip.Prefix]struct{}
 	errs    map[netip.Prefix]string
 	synced  bool
+	// local are the addresses configured in the namespace; refused holds
+	// learned routes left with no acceptable next hop, and nhNotes why
+	// next hops were dropped (nexthop.go).
+	local   map[netip.Addr]struct{}
+	refused map[netip.Prefix]Route
+	nhNotes map[netip.Prefix]string
 
 	// repair collects prefixes whose routes someone deleted; the loop
 	// re-installs them. fullResync asks the loop for a dump-and-diff.
@@ -114,6 +121,9 @@ func New(cfg Config) (*Reconciler, error) {
 		kernel:     map[netip.Prefix]Route{},
 		stale:      map[netip.Prefix]struct{}{},
 		errs:       map[netip.Prefix]string{},
+		local:      map[netip.Addr]struct{}{},
+		refused:    map[netip.Prefix]Route{},
+		nhNotes:    map[netip.Prefix]string{},
 		repair:     map[netip.Prefix]struct{}{},
 		kick:       make(chan struct{}, 1),
 		fullResync: make(chan struct{}, 1),
@@ -151,7 +161,12 @@ func (r *Reconciler) Start(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	local, err := loadLocalAddrs(r.handle)
+	if err != nil {
+		return 0, err
+	}
 	r.mu.Lock()
+	r.local = local
 	r.kernel = kernel
 	for p := range kernel {
 		if _, wanted := r.desired[p]; !wanted {
@@ -255,6 +270,29 @@ func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) er
 			bad = append(bad, fmt.Errorf("route %s: the prefix is this node's own (blackholed); not replaced", rt))
 			continue
 		}
+		delete(r.refused, rt.Prefix)
+		delete(r.nhNotes, rt.Prefix)
+		if !rt.Blackhole {
+			sane, why := r.saneNextHopsLocked(rt)
+			if why != "" {
+				r.nhNotes[rt.Prefix] = why
+				bad = append(bad, fmt.Errorf("route %s: %s", rt, why))
+			}
+			if len(sane.NextHops) == 0 {
+				// Refused: whatever we had for the prefix goes, as if
+				// the peer had withdrawn it.
+				r.refused[rt.Prefix] = rt
+				if _, had := r.desired[rt.Prefix]; had {
+					delete(r.desired, rt.Prefix)
+					delete(r.errs, rt.Prefix)
+					if have, ok := r.kernel[rt.Prefix]; ok {
+						ops = append(ops, op{route: have, delete: true})
+					}
+				}
+				continue
+			}
+			rt = sane
+		}
 		r.desired[rt.Prefix] = rt
 		delete(r.stale, rt.Prefix)
 		have, ok := r.kernel[rt.Prefix]
@@ -265,6 +303,10 @@ func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) er
 	}
 	for _, p := range del {
 		p = p.Masked()
+		if !blackholes {
+			delete(r.refused, p)
+			delete(r.nhNotes, p)
+		}
 		if _, ok := r.desired[p]; !ok || r.own[p] != blackholes {
 			continue
 		}
@@ -306,6 +348,12 @@ func (r *Reconciler) SetBlackholes(prefixes []netip.Prefix) error {
 
 // Resync reads our routes from the kernel and applies the full diff.
 func (r *Reconciler) Resync() error {
+	// Address events can be missed while the subscription is re-made.
+	if local, err := loadLocalAddrs(r.handle); err == nil {
+		r.mu.Lock()
+		r.local = local
+		r.mu.Unlock()
+	}
 	// The dump runs without the lock so that a large table does not stall
 	// updates; if a write happened meanwhile the dump may be out of date,
 	// so it is taken again (a few times, then under the lock).
@@ -434,14 +482,21 @@ func (r *Reconciler) requestResync() {
 func (r *Reconciler) Snapshot() []RouteState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]RouteState, 0, len(r.desired)+len(r.stale))
+	out := make([]RouteState, 0, len(r.desired)+len(r.stale)+len(r.refused))
 	for p, d := range r.desired {
 		kind := KindLearned
 		if d.Blackhole {
 			kind = KindBlackhole
 		}
 		have, ok := r.kernel[p]
-		out = append(out, RouteState{Route: d, Kind: kind, InKernel: ok && have.Equal(d), Error: r.errs[p]})
+		msg := r.errs[p]
+		if note := r.nhNotes[p]; note != "" {
+			msg = strings.TrimPrefix(msg+"; "+note, "; ")
+		}
+		out = append(out, RouteState{Route: d, Kind: kind, InKernel: ok && have.Equal(d), Error: msg})
+	}
+	for _, rt := range r.refused {
+		out = append(out, RouteState{Route: rt, Kind: KindLearned, Error: "refused: " + r.nhNotes[rt.Prefix]})
 	}
 	for p := range r.stale {
 		have, ok := r.kernel[p]
@@ -476,6 +531,8 @@ func (r *Reconciler) RemoveAll() error {
 	r.desired = map[netip.Prefix]Route{}
 	r.own = map[netip.Prefix]bool{}
 	r.stale = map[netip.Prefix]struct{}{}
+	r.refused = map[netip.Prefix]Route{}
+	r.nhNotes = map[netip.Prefix]string{}
 	r.applyLocked(ops)
 	if len(r.kernel) > 0 {
 		return fmt.Errorf("%d routes could not be removed", len(r.kernel))
