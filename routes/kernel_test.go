@@ -1146,3 +1146,48 @@ func TestKernelInsaneNextHops(t *testing.T) {
 		t.Errorf("withdrawn refused route %s still listed", podNH4.Prefix)
 	}
 }
+
+// The deletion watch has a socket filter: the kernel wakes the reconciler
+// for deletions of its protocol's routes only, never for the routes it
+// writes (a table load used to parse one notice per route written), nor
+// for another protocol's routes.
+func TestKernelDeletionWatchFilter(t *testing.T) {
+	requireRoot(t)
+	ns := newLab(t)
+	r := newReconciler(t, ns, Config{})
+	start(t, r)
+	var set []Route
+	for i := range 1000 {
+		set = append(set, via(fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256), gwA1))
+	}
+	if err := r.Update(set, nil); err != nil {
+		t.Fatal(err)
+	}
+	ipRun(t, "-n", ns, "route", "add", "10.250.0.0/24", "via", gwA1, "proto", "static")
+	ipRun(t, "-n", ns, "route", "del", "10.250.0.0/24", "proto", "static")
+	time.Sleep(200 * time.Millisecond)
+	if n := r.Stats().Notices; n != 0 {
+		t.Errorf("%d deletion notices after writing 1000 routes and deleting another protocol's route, want 0", n)
+	}
+	ipRun(t, "-n", ns, "route", "del", set[7].Prefix.String(), "proto", fmt.Sprint(testProto))
+	if _, ok := testutil.Poll(pollInterval, 5*time.Second, func() bool { return ownRoutes(t, ns, "main")[set[7].Prefix].Equal(set[7]) }); !ok {
+		t.Fatalf("%s deleted by hand was not re-installed", set[7].Prefix)
+	}
+	if n := r.Stats().Notices; n != 1 {
+		t.Errorf("%d deletion notices after one deletion by hand, want 1", n)
+	}
+	// Withdrawing 1000 routes ourselves: the notices come, nothing is
+	// repaired.
+	before := r.Stats().Repairs
+	var del []netip.Prefix
+	for _, rt := range set {
+		del = append(del, rt.Prefix)
+	}
+	if err := r.Update(nil, del); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if st := r.Stats(); st.Repairs != before || len(ownRoutes(t, ns, "main")) != 0 {
+		t.Errorf("after withdrawing everything: repairs %d (was %d), routes left %v", st.Repairs, before, ownRoutes(t, ns, "main"))
+	}
+}

@@ -52,6 +52,17 @@ func (r *Reconciler) onAddrEvent(u netlink.AddrUpdate) {
 // saneNextHops returns rt without the next hops that no peer may set, and
 // why each dropped one was dropped. r.mu must be held.
 func (r *Reconciler) saneNextHopsLocked(rt Route) (Route, string) {
+	// The common case, checked without allocating: every hop is fine.
+	ok := true
+	for _, nh := range rt.NextHops {
+		if r.insaneLocked(nh) != "" {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return rt, ""
+	}
 	var why []string
 	kept := rt.NextHops[:0:0]
 	for _, nh := range rt.NextHops {
