@@ -12,6 +12,8 @@ import (
 	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
+	"github.com/podroute/podroute/internal/netkey"
 )
 
 // eventSpeaker is a speaker that is never started: the tests below feed
@@ -237,7 +239,7 @@ func TestRIBViewSingleBestReplaces(t *testing.T) {
 	v := newRIBView(slog.New(slog.NewTextHandler(io.Discard, nil)), false)
 	v.apply([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.5.0/24", false)})
 	v.apply([]*apiutil.Path{unicast(t, "192.0.2.2", "192.0.2.2", "10.244.5.0/24", false)})
-	set := v.paths[netip.MustParsePrefix("10.244.5.0/24")]
+	set := v.sets.get(v.paths[netkey.Of(netip.MustParsePrefix("10.244.5.0/24"))]).paths
 	if len(set) != 1 || set[0].peer != netip.MustParseAddr("192.0.2.2") {
 		t.Errorf("set = %v, want only the new best from 192.0.2.2", set)
 	}

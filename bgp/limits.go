@@ -8,6 +8,8 @@ import (
 
 	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
+
+	"github.com/podroute/podroute/internal/netkey"
 )
 
 // Per-peer prefix limits, enforced exactly and cheaply.
@@ -77,7 +79,7 @@ type adjInCounter struct {
 }
 
 type adjInPeer struct {
-	prefixes map[netip.Prefix]struct{}
+	prefixes map[netkey.Key]struct{}
 	// floor is GoBGP's own count from the last recount.
 	floor uint64
 }
@@ -107,13 +109,13 @@ func (c *adjInCounter) onUpdate(paths []*apiutil.Path, _ time.Time) {
 			if p.Withdrawal {
 				continue
 			}
-			peer = &adjInPeer{prefixes: map[netip.Prefix]struct{}{}}
+			peer = &adjInPeer{prefixes: map[netkey.Key]struct{}{}}
 			c.peers[addr] = peer
 		}
 		if p.Withdrawal {
-			delete(peer.prefixes, prefix)
+			delete(peer.prefixes, netkey.Of(prefix))
 		} else {
-			peer.prefixes[prefix] = struct{}{}
+			peer.prefixes[netkey.Of(prefix)] = struct{}{}
 		}
 	}
 	c.mu.Unlock()
@@ -143,7 +145,7 @@ func (c *adjInCounter) setFloor(addr netip.Addr, n uint64) {
 	defer c.mu.Unlock()
 	peer := c.peers[addr]
 	if peer == nil {
-		peer = &adjInPeer{prefixes: map[netip.Prefix]struct{}{}}
+		peer = &adjInPeer{prefixes: map[netkey.Key]struct{}{}}
 		c.peers[addr] = peer
 	}
 	peer.floor = n

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
+
+	"github.com/podroute/podroute/internal/netkey"
 )
 
 // ribView mirrors, for every prefix learned from peers, the paths GoBGP
@@ -21,6 +23,11 @@ import (
 // goroutine: however many events touched a prefix while the consumer was
 // busy, it gets one RouteUpdate with the latest next hops. Nothing here
 // walks the table; every operation is per prefix.
+//
+// Memory: a prefix maps (pointer-free key) to the id of an interned set of
+// paths; the 100k prefixes behind one peer share one set, and the set's
+// next-hop slice is what Updates hands out, so a table load allocates
+// nothing per prefix here but its map slot.
 type ribView struct {
 	log *slog.Logger
 	// multipath: GoBGP reports each change to a prefix's equal-cost set.
@@ -29,8 +36,9 @@ type ribView struct {
 	multipath bool
 
 	mu    sync.Mutex
-	paths map[netip.Prefix][]usedPath
-	dirty map[netip.Prefix]struct{}
+	paths map[netkey.Key]pathSetID
+	sets  pathSets
+	dirty map[netkey.Key]struct{}
 	// inUse and sole count, per peer, the prefixes that use one of its
 	// paths and those that use only its paths (for status).
 	inUse map[netip.Addr]uint64
@@ -55,17 +63,113 @@ type usedPath struct {
 	nextHop netip.Addr
 }
 
+// pathSetID names an interned set of paths; 0 is the empty set.
+type pathSetID uint32
+
+// pathSet is one interned set: its paths, and what Updates and the
+// counters need of it, computed once.
+type pathSet struct {
+	paths []usedPath
+	hops  []netip.Addr // distinct next hops, shared read-only
+	peers []netip.Addr // distinct peers
+	sole  netip.Addr   // the only peer, if there is one
+}
+
+// pathSets interns path sets. A set's identity is its paths in order of
+// peer. Sets are not freed one by one; compact rebuilds the table when it
+// has grown well past the sets in use (next hops churning).
+type pathSets struct {
+	sets  []pathSet
+	index map[string]pathSetID
+	// step caches set transitions (from, path added or removed) -> to:
+	// a table load applies the same step to 100k prefixes in a row.
+	step map[pathStep]pathSetID
+}
+
+type pathStep struct {
+	from   pathSetID
+	path   usedPath
+	remove bool
+}
+
+func newPathSets() pathSets {
+	return pathSets{sets: []pathSet{{}}, index: map[string]pathSetID{}, step: map[pathStep]pathSetID{}}
+}
+
+func (s *pathSets) get(id pathSetID) *pathSet { return &s.sets[id] }
+
+// apply returns the set that from becomes when path is added (replacing
+// the path of the same peer) or removed.
+func (s *pathSets) apply(from pathSetID, path usedPath, remove bool) pathSetID {
+	k := pathStep{from, path, remove}
+	if to, ok := s.step[k]; ok {
+		return to
+	}
+	old := s.sets[from].paths
+	var paths []usedPath
+	for _, u := range old {
+		if u.peer != path.peer {
+			paths = append(paths, u)
+		}
+	}
+	if !remove {
+		paths = append(paths, path)
+	}
+	slices.SortFunc(paths, func(a, b usedPath) int { return a.peer.Compare(b.peer) })
+	to := s.intern(paths)
+	if len(s.step) > 4096 {
+		clear(s.step)
+	}
+	s.step[k] = to
+	return to
+}
+
+func (s *pathSets) intern(paths []usedPath) pathSetID {
+	if len(paths) == 0 {
+		return 0
+	}
+	b := make([]byte, 0, 32*len(paths))
+	for _, u := range paths {
+		p, n := u.peer.As16(), u.nextHop.As16()
+		b = append(append(b, p[:]...), n[:]...)
+	}
+	if id, ok := s.index[string(b)]; ok {
+		return id
+	}
+	set := pathSet{paths: paths}
+	for _, u := range paths {
+		if !slices.Contains(set.hops, u.nextHop) {
+			set.hops = append(set.hops, u.nextHop)
+		}
+		if !slices.Contains(set.peers, u.peer) {
+			set.peers = append(set.peers, u.peer)
+		}
+	}
+	// Sorted, so that the kernel side takes them as they are.
+	slices.SortFunc(set.hops, func(a, b netip.Addr) int { return a.Compare(b) })
+	if len(set.peers) == 1 {
+		set.sole = set.peers[0]
+	}
+	id := pathSetID(len(s.sets))
+	s.sets = append(s.sets, set)
+	s.index[string(b)] = id
+	return id
+}
+
 func newRIBView(log *slog.Logger, multipath bool) *ribView {
 	return &ribView{
 		log:       log,
 		multipath: multipath,
-		paths:     map[netip.Prefix][]usedPath{},
-		dirty:     map[netip.Prefix]struct{}{},
+		paths:     map[netkey.Key]pathSetID{},
+		sets:      newPathSets(),
+		dirty:     map[netkey.Key]struct{}{},
 		inUse:     map[netip.Addr]uint64{},
 		sole:      map[netip.Addr]uint64{},
 		kick:      make(chan struct{}, 1),
-		updates:   make(chan []RouteUpdate, 16),
-		synced:    make(chan struct{}),
+		// One batch in flight: while the consumer is busy, changes
+		// gather (and coalesce) in the dirty set rather than in a queue.
+		updates: make(chan []RouteUpdate, 1),
+		synced:  make(chan struct{}),
 	}
 }
 
@@ -92,11 +196,12 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 			continue
 		}
 		peer := p.PeerAddress.Unmap()
+		k := netkey.Of(prefix)
 		if p.Withdrawal {
-			changed = v.removeLocked(prefix, peer) || changed
+			changed = v.setLocked(k, prefix, v.sets.apply(v.paths[k], usedPath{peer: peer}, true)) || changed
 			continue
 		}
-		if p.Stale && !slices.ContainsFunc(v.paths[prefix], func(u usedPath) bool { return u.peer == peer }) {
+		if p.Stale && !slices.ContainsFunc(v.sets.get(v.paths[k]).paths, func(u usedPath) bool { return u.peer == peer }) {
 			// Graceful restart marks paths that were in use as stale; a
 			// path first seen stale was never in use. GoBGP v4.8 produces
 			// those when it treats its own max-prefix teardown as a
@@ -108,15 +213,54 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 		nh, err := pathNextHop(p)
 		if err != nil {
 			v.log.Warn("skipping path", "prefix", prefix, "peer", peer, "err", err)
-			changed = v.removeLocked(prefix, peer) || changed
+			changed = v.setLocked(k, prefix, v.sets.apply(v.paths[k], usedPath{peer: peer}, true)) || changed
 			continue
 		}
-		changed = v.upsertLocked(prefix, usedPath{peer: peer, nextHop: nh}) || changed
+		from := v.paths[k]
+		if !v.multipath {
+			from = 0 // the new best replaces the prefix's whole set
+		}
+		changed = v.setLocked(k, prefix, v.sets.apply(from, usedPath{peer: peer, nextHop: nh}, false)) || changed
 	}
 	v.mu.Unlock()
 	if changed {
 		v.signal()
 	}
+}
+
+// setLocked moves prefix k to set to, keeping the counters.
+func (v *ribView) setLocked(k netkey.Key, prefix netip.Prefix, to pathSetID) bool {
+	from := v.paths[k]
+	if from == to {
+		return false
+	}
+	v.countLocked(from, k, -1)
+	v.countLocked(to, k, +1)
+	if to == 0 {
+		delete(v.paths, k)
+	} else {
+		v.paths[k] = to
+	}
+	v.dirty[k] = struct{}{}
+	return true
+}
+
+func (v *ribView) countLocked(id pathSetID, k netkey.Key, d int) {
+	if id == 0 {
+		return
+	}
+	set := v.sets.get(id)
+	for _, p := range set.peers {
+		v.inUse[p] = uint64(int64(v.inUse[p]) + int64(d))
+	}
+	if set.sole.IsValid() {
+		v.sole[set.sole] = uint64(int64(v.sole[set.sole]) + int64(d))
+	}
+	f := 0
+	if k.Is6() {
+		f = 1
+	}
+	v.learned[f] = uint64(int64(v.learned[f]) + int64(d))
 }
 
 func (v *ribView) signal() {
@@ -131,72 +275,6 @@ func familyIndex(p netip.Prefix) int {
 		return 0
 	}
 	return 1
-}
-
-func (v *ribView) upsertLocked(prefix netip.Prefix, up usedPath) bool {
-	old := v.paths[prefix]
-	if !v.multipath && len(old) > 0 && (len(old) > 1 || old[0].peer != up.peer) {
-		v.countLocked(old, -1)
-		old = old[:0]
-		v.learned[familyIndex(prefix)]--
-	}
-	i := slices.IndexFunc(old, func(u usedPath) bool { return u.peer == up.peer })
-	if i >= 0 {
-		if old[i] == up {
-			return false
-		}
-		old[i] = up
-		v.dirty[prefix] = struct{}{}
-		return true
-	}
-	v.countLocked(old, -1)
-	nu := append(old, up)
-	if len(old) == 0 {
-		v.learned[familyIndex(prefix)]++
-	}
-	v.countLocked(nu, +1)
-	v.paths[prefix] = nu
-	v.dirty[prefix] = struct{}{}
-	return true
-}
-
-func (v *ribView) removeLocked(prefix netip.Prefix, peer netip.Addr) bool {
-	old := v.paths[prefix]
-	i := slices.IndexFunc(old, func(u usedPath) bool { return u.peer == peer })
-	if i < 0 {
-		return false
-	}
-	v.countLocked(old, -1)
-	nu := slices.Delete(old, i, i+1)
-	if len(nu) == 0 {
-		delete(v.paths, prefix)
-		v.learned[familyIndex(prefix)]--
-	} else {
-		v.paths[prefix] = nu
-		v.countLocked(nu, +1)
-	}
-	v.dirty[prefix] = struct{}{}
-	return true
-}
-
-// countLocked adds d to the per-peer counters for a prefix whose set is
-// set.
-func (v *ribView) countLocked(set []usedPath, d int) {
-	if len(set) == 0 {
-		return
-	}
-	for i, u := range set {
-		// A peer with two paths in one set (not possible without
-		// add-path) is counted once.
-		if slices.ContainsFunc(set[:i], func(o usedPath) bool { return o.peer == u.peer }) {
-			continue
-		}
-		v.inUse[u.peer] = uint64(int64(v.inUse[u.peer]) + int64(d))
-	}
-	first := set[0].peer
-	if !slices.ContainsFunc(set[1:], func(o usedPath) bool { return o.peer != first }) {
-		v.sole[first] = uint64(int64(v.sole[first]) + int64(d))
-	}
 }
 
 // setOwn records how many prefixes of each family this node originates.
@@ -245,12 +323,13 @@ func (v *ribView) forward(ctx context.Context) {
 		var batch []RouteUpdate
 		if len(v.dirty) > 0 {
 			batch = make([]RouteUpdate, 0, len(v.dirty))
-			for p := range v.dirty {
-				batch = append(batch, RouteUpdate{Prefix: p, NextHops: nextHops(v.paths[p])})
+			for k := range v.dirty {
+				batch = append(batch, RouteUpdate{Prefix: k.Prefix(), NextHops: v.sets.get(v.paths[k]).hops})
 			}
 			// A new map rather than clear: a map keeps its buckets, and
 			// one full-table load would pin them for good.
-			v.dirty = map[netip.Prefix]struct{}{}
+			v.dirty = map[netkey.Key]struct{}{}
+			v.compactLocked()
 		}
 		closeSynced := v.syncPending && !v.syncClosed
 		if closeSynced {
@@ -270,16 +349,26 @@ func (v *ribView) forward(ctx context.Context) {
 	}
 }
 
-// nextHops is the distinct next hops of a prefix's paths (empty: gone).
-func nextHops(set []usedPath) []netip.Addr {
-	if len(set) == 0 {
-		return nil
+// compactLocked rebuilds the set table when it holds far more sets than
+// prefixes use (peers churning through next hops).
+func (v *ribView) compactLocked() {
+	if len(v.sets.sets) < 1024 {
+		return
 	}
-	out := make([]netip.Addr, 0, len(set))
-	for _, u := range set {
-		if !slices.Contains(out, u.nextHop) {
-			out = append(out, u.nextHop)
-		}
+	used := map[pathSetID]bool{}
+	for _, id := range v.paths {
+		used[id] = true
 	}
-	return out
+	if len(v.sets.sets) < 4*len(used)+1024 {
+		return
+	}
+	fresh := newPathSets()
+	remap := map[pathSetID]pathSetID{}
+	for id := range used {
+		remap[id] = fresh.intern(v.sets.get(id).paths)
+	}
+	for k, id := range v.paths {
+		v.paths[k] = remap[id]
+	}
+	v.sets = fresh
 }

@@ -75,7 +75,8 @@ type Policy struct {
 }
 
 // RouteUpdate is a best-path change for one prefix. Empty NextHops means
-// the prefix is gone.
+// the prefix is gone. NextHops are sorted and shared between updates:
+// read them, never modify them.
 type RouteUpdate struct {
 	Prefix   netip.Prefix
 	NextHops []netip.Addr

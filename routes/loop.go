@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/podroute/podroute/internal/netkey"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -117,7 +119,7 @@ func (r *Reconciler) repairDeleted() {
 	defer r.mu.Unlock()
 	var ops []op
 	for p := range pending {
-		k := keyOf(p)
+		k := netkey.Of(p)
 		old, ok := r.table[k]
 		if !ok || old.want == noHops {
 			continue

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/podroute/podroute/internal/netkey"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -78,7 +80,7 @@ type Reconciler struct {
 	dumpFD int
 
 	mu     sync.Mutex
-	table  map[pkey]entry
+	table  map[netkey.Key]entry
 	hops   hopTable
 	counts counts
 	errs   map[netip.Prefix]string
@@ -93,7 +95,7 @@ type Reconciler struct {
 	own map[netip.Prefix]bool
 	// touched collects the prefixes written while a resync's dump runs
 	// without the lock; the dump's view of them is out of date.
-	touched map[pkey]struct{}
+	touched map[netkey.Key]struct{}
 
 	// repair collects prefixes whose routes someone deleted; the loop
 	// re-installs them. fullResync asks the loop for a dump-and-diff.
@@ -137,7 +139,7 @@ func New(cfg Config) (*Reconciler, error) {
 		log:        cfg.Logger.With("component", "routes"),
 		ns:         netns.None(),
 		dumpFD:     -1,
-		table:      map[pkey]entry{},
+		table:      map[netkey.Key]entry{},
 		hops:       newHopTable(),
 		errs:       map[netip.Prefix]string{},
 		local:      map[netip.Addr]struct{}{},
@@ -181,7 +183,7 @@ func (r *Reconciler) closeNS() {
 
 // put stores e for k, keeping the running counts; an entry with nothing
 // wanted, nothing in the kernel and no flag is dropped.
-func (r *Reconciler) put(k pkey, old, e entry) {
+func (r *Reconciler) put(k netkey.Key, old, e entry) {
 	r.counts.add(old, -1)
 	if e.want == noHops && e.have == noHops && e.flags == 0 {
 		delete(r.table, k)
@@ -220,7 +222,7 @@ func (r *Reconciler) Start(ctx context.Context) (int, error) {
 	r.local = local
 	adopted := 0
 	err = dumpOwn(r.dumpFD, r.cfg.Table, r.cfg.Protocol, func(kr *kernelRoute) {
-		k := keyOf(kr.prefix)
+		k := netkey.Of(kr.prefix)
 		old := r.table[k]
 		e := old
 		e.have = r.idOf(Route{Prefix: kr.prefix, NextHops: kr.hops, Blackhole: kr.blackhole})
@@ -301,7 +303,7 @@ func (r *Reconciler) MarkSynced() {
 		if e.want == noHops {
 			n++
 			if e.have != noHops {
-				ops = append(ops, op{route: r.route(k.prefix(), e.have), delete: true})
+				ops = append(ops, op{route: r.route(k.Prefix(), e.have), delete: true})
 			}
 		}
 		r.put(k, old, e)
@@ -335,7 +337,7 @@ func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) er
 			continue
 		}
 		rt = rt.normalize()
-		k := keyOf(rt.Prefix)
+		k := netkey.Of(rt.Prefix)
 		old := r.table[k]
 		if old.flags&flagOwn != 0 && !blackholes {
 			bad = append(bad, fmt.Errorf("route %s: the prefix is this node's own (blackholed); not replaced", rt))
@@ -377,7 +379,7 @@ func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) er
 			delete(r.refused, p)
 			delete(r.nhNotes, p)
 		}
-		k := keyOf(p)
+		k := netkey.Of(p)
 		old, ok := r.table[k]
 		if !ok || old.want == noHops || (old.flags&flagOwn != 0) != blackholes {
 			continue
@@ -394,14 +396,14 @@ func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) er
 }
 
 // planLocked appends the kernel operation entry e needs.
-func (r *Reconciler) planLocked(ops []op, k pkey, e entry) []op {
+func (r *Reconciler) planLocked(ops []op, k netkey.Key, e entry) []op {
 	switch decide(e) {
 	case actCreate:
-		return append(ops, op{route: r.route(k.prefix(), e.want), hops: e.want})
+		return append(ops, op{route: r.route(k.Prefix(), e.want), hops: e.want})
 	case actReplace:
-		return append(ops, op{route: r.route(k.prefix(), e.want), hops: e.want, replace: true})
+		return append(ops, op{route: r.route(k.Prefix(), e.want), hops: e.want, replace: true})
 	case actDelete:
-		return append(ops, op{route: r.route(k.prefix(), e.have), hops: e.have, delete: true})
+		return append(ops, op{route: r.route(k.Prefix(), e.have), hops: e.have, delete: true})
 	}
 	return ops
 }
@@ -445,11 +447,11 @@ func (r *Reconciler) Resync() error {
 		r.mu.Unlock()
 	}
 	r.mu.Lock()
-	r.touched = map[pkey]struct{}{}
+	r.touched = map[netkey.Key]struct{}{}
 	r.mu.Unlock()
 	// Next-hop sets seen in the dump, interned locally and translated
 	// under the lock (there are few distinct ones).
-	kernel := map[pkey]uint32{}
+	kernel := map[netkey.Key]uint32{}
 	var sets []Route
 	setIndex := map[string]uint32{}
 	err := dumpOwn(r.dumpFD, r.cfg.Table, r.cfg.Protocol, func(kr *kernelRoute) {
@@ -463,7 +465,7 @@ func (r *Reconciler) Resync() error {
 			setIndex[key] = i
 			sets = append(sets, Route{Blackhole: kr.blackhole, NextHops: append([]netip.Addr(nil), kr.hops...)})
 		}
-		kernel[keyOf(kr.prefix)] = i
+		kernel[netkey.Of(kr.prefix)] = i
 	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -507,7 +509,7 @@ func (r *Reconciler) Resync() error {
 		}
 		// Ours by protocol, wanted by nobody, not kept from a previous
 		// run: someone added it by hand, or we lost track of it.
-		ops = append(ops, op{route: r.route(k.prefix(), ids[i]), delete: true})
+		ops = append(ops, op{route: r.route(k.Prefix(), ids[i]), delete: true})
 		deletes++
 	}
 	if len(ops) > 0 {
@@ -562,7 +564,7 @@ func (r *Reconciler) applyLocked(ops []op) {
 	var exists []op
 	for i, o := range ops {
 		p := o.route.Prefix
-		k := keyOf(p)
+		k := netkey.Of(p)
 		if r.touched != nil {
 			r.touched[k] = struct{}{}
 		}
@@ -642,7 +644,7 @@ func (r *Reconciler) Snapshot() []RouteState {
 	defer r.mu.Unlock()
 	out := make([]RouteState, 0, len(r.table)+len(r.refused))
 	for k, e := range r.table {
-		p := k.prefix()
+		p := k.Prefix()
 		switch {
 		case e.want != noHops:
 			kind := KindLearned
@@ -698,7 +700,7 @@ func (r *Reconciler) RemoveAll() error {
 	var ops []op
 	for k, e := range r.table {
 		if e.have != noHops {
-			ops = append(ops, op{route: r.route(k.prefix(), e.have), delete: true})
+			ops = append(ops, op{route: r.route(k.Prefix(), e.have), delete: true})
 		}
 		// Keep only what the kernel holds, as unwanted and not stale, so
 		// the deletions below are recorded.

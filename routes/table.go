@@ -7,29 +7,10 @@ import (
 )
 
 // The reconciler's state is one compact map for the whole table: a prefix
-// key without pointers (so the garbage collector never scans the map) to
+// key without pointers (netkey: the garbage collector never scans the map) to
 // an entry of two small ids, what is wanted and what the kernel holds.
 // Next-hop sets are interned: the 100k routes behind one peer share one
 // set, instead of holding two slices each (desired and kernel).
-
-// pkey is a prefix as a comparable value without pointers.
-type pkey struct {
-	addr [16]byte
-	bits uint8
-	v6   bool
-}
-
-func keyOf(p netip.Prefix) pkey {
-	return pkey{addr: p.Addr().As16(), bits: uint8(p.Bits()), v6: p.Addr().Is6()}
-}
-
-func (k pkey) prefix() netip.Prefix {
-	a := netip.AddrFrom16(k.addr)
-	if !k.v6 {
-		a = a.Unmap()
-	}
-	return netip.PrefixFrom(a, int(k.bits))
-}
 
 // hopsID names an interned next-hop set.
 type hopsID uint32

@@ -176,70 +176,45 @@ type routeSink interface {
 	MarkSynced()
 }
 
-// maxBatch bounds how many updates are merged into one kernel write, so a
-// flood of updates still reaches the kernel in steady steps.
-const maxBatch = 65536
-
-// pumpRoutes feeds best-path changes to the reconciler, merging whatever
-// is queued into one batch. When the speaker reports the table learned, it
-// first applies everything queued before that, then lets the reconciler
-// sweep stale routes, so no re-learned route is ever removed.
+// pumpRoutes feeds best-path changes to the reconciler, one batch per
+// kernel write. Batches are already coalesced per prefix upstream (the
+// speaker keeps changes in a set while a write is in progress), so there
+// is nothing to merge here. When the speaker reports the table learned,
+// everything handed over before that is applied first, then the
+// reconciler sweeps stale routes, so no re-learned route is ever removed.
 func pumpRoutes(ctx context.Context, updates <-chan []bgp.RouteUpdate, synced <-chan struct{}, rec routeSink, log *slog.Logger) {
-	pending := map[netip.Prefix][]netip.Addr{}
-	var order []netip.Prefix
-	add := func(batch []bgp.RouteUpdate) {
+	var set []routes.Route
+	var del []netip.Prefix
+	apply := func(batch []bgp.RouteUpdate) {
+		set, del = set[:0], del[:0]
 		for _, u := range batch {
-			if _, seen := pending[u.Prefix]; !seen {
-				order = append(order, u.Prefix)
-			}
-			pending[u.Prefix] = u.NextHops
-		}
-	}
-	drain := func() {
-		for len(order) < maxBatch {
-			select {
-			case b := <-updates:
-				add(b)
-			default:
-				return
-			}
-		}
-	}
-	flush := func() {
-		if len(order) == 0 {
-			return
-		}
-		var set []routes.Route
-		var del []netip.Prefix
-		for _, p := range order {
-			if hops := pending[p]; len(hops) > 0 {
-				set = append(set, routes.Route{Prefix: p, NextHops: hops})
+			if len(u.NextHops) > 0 {
+				set = append(set, routes.Route{Prefix: u.Prefix, NextHops: u.NextHops})
 			} else {
-				del = append(del, p)
+				del = append(del, u.Prefix)
 			}
 		}
 		if err := rec.Update(set, del); err != nil {
 			log.Warn("some learned routes were not usable", "err", err)
 		}
-		clear(pending)
-		order = order[:0]
+		if cap(set) > 1<<16 {
+			set, del = nil, nil // a full-table load: do not keep its buffers
+		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case b := <-updates:
-			add(b)
-			drain()
-			flush()
+			apply(b)
 		case <-synced:
 			synced = nil
-			for {
-				drain()
-				n := len(order)
-				flush()
-				if n < maxBatch {
-					break
+			for drained := false; !drained; {
+				select {
+				case b := <-updates:
+					apply(b)
+				default:
+					drained = true
 				}
 			}
 			rec.MarkSynced()
