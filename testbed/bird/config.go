@@ -21,6 +21,9 @@ type RouterSpec struct {
 	// 12): without it BIRD routes nothing. ECMP routes become multipath
 	// kernel routes.
 	ExportToKernel bool
+	// Log is the classes BIRD logs to stderr, e.g. "{ info, warning,
+	// error }"; empty means all.
+	Log string
 	// Debug logs each protocol's state changes and events (BIRD logs
 	// errors only otherwise): useful when a session does not come up.
 	Debug bool
@@ -82,7 +85,7 @@ func Config(r RouterSpec) (string, error) {
 	if _, err := netip.ParseAddr(r.RouterID); err != nil || !strings.Contains(r.RouterID, ".") {
 		errs = append(errs, fmt.Errorf("bird config: router ID %q: want an IPv4 address", r.RouterID))
 	}
-	line("log stderr all;")
+	line("log stderr %s;", orAll(r.Log))
 	line("router id %s;", r.RouterID)
 	if r.Debug {
 		line("debug protocols { states, events };")
