@@ -7,6 +7,8 @@
 //	                        and max-prefix defences
 //	bird_lab_test.go        the same lab with BIRD 2 as the ToR: routes
 //	                        both ways, pod ping over IPv4 and IPv6
+//	md5_test.go             TCP MD5 in both directions against FRR and
+//	                        BIRD: right, wrong and missing passwords
 //	e2e_test.go             the built-in topologies brought up with lab.Up,
 //	                        as `podroute-lab up` does, and the failures a
 //	                        routed pod network must survive (figures logged
