@@ -28,9 +28,17 @@ package bird
 //     stale (graceful restart): the route lines look the same, and their
 //     time is that of the last change. The protocol says
 //     "Neighbor graceful restart active" and has a "Restart timer" while
-//     it keeps them (Protocol.GracefulRestartActive); once the neighbour
-//     has sent them again, the routes carry the time they were refreshed.
-//     Only long-lived-GR stale routes are marked ("(100s)", Route.LLStale).
+//     it keeps them (Protocol.GracefulRestartActive). A route the restarted
+//     neighbour sends again unchanged keeps its time (BIRD counts the
+//     update as "ignored"); when the neighbour's new OPEN says it kept no
+//     forwarding state for the family (no F flag, as from a BIRD restarted
+//     without -R), BIRD drops the stale routes at once and learns
+//     them anew, with a new time. Only long-lived-GR stale routes are
+//     marked ("(100s)", Route.LLStale).
+//   - `show protocols all` lists the capabilities of the neighbour's OPEN
+//     for the current session, with "Restart recovery" for the R flag and
+//     "AF preserved" for the families with the F flag
+//     (Protocol.NeighborGRCapability).
 //   - The kernel protocol writes its routes with protocol "bird" (12) and
 //     removes them when BIRD stops cleanly (SIGTERM); after SIGKILL they
 //     stay in the namespace's kernel.

@@ -205,8 +205,15 @@ func TestHarnessTwoBIRDRoutersPeer(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if protos[y4].GracefulRestartActive {
+		p := protos[y4]
+		if p.GracefulRestartActive {
 			return errors.New("graceful restart still active")
+		}
+		// y came back without `bird -R` (graceful restart recovery), so
+		// its OPEN has neither R nor F: x dropped the stale routes at
+		// once and learned them anew.
+		if gr := p.NeighborGRCapability; !gr.Advertised || gr.Restarting || len(gr.Preserved) != 0 || gr.RestartTime != 120 {
+			return fmt.Errorf("y's graceful-restart capability as x sees it: %+v", gr)
 		}
 		after, err := bx.Routes("protocol", y4)
 		if err != nil {

@@ -111,6 +111,11 @@ type Protocol struct {
 	// BIRD keeps its routes (stale) until it is back or the restart
 	// timer runs out.
 	GracefulRestartActive bool
+	// NeighborGRCapability is what the neighbour's OPEN of the current
+	// session said about graceful restart; zero while the session is down.
+	// A restart test reads the R and F flags of each session here, with
+	// no packet capture.
+	NeighborGRCapability GRCapability
 
 	Channels map[string]Channel // by family: "ipv4", "ipv6"
 	// Details holds every "Key: value" line of the protocol's section;
@@ -118,6 +123,16 @@ type Protocol struct {
 	// "Neighbor capabilities/Graceful restart/Restart time".
 	Details map[string]string
 	Flags   []string // lines without a value, e.g. "Neighbor graceful restart active"
+}
+
+// GRCapability is a graceful-restart capability of a BGP OPEN (RFC 4724).
+type GRCapability struct {
+	Advertised  bool
+	Restarting  bool // the Restart State flag (R): "Restart recovery"
+	RestartTime int  // seconds
+	// Preserved lists the families whose forwarding state the speaker
+	// kept across its restart (their F flag), e.g. ["ipv4"].
+	Preserved []string
 }
 
 // Channel is one channel of a protocol.
@@ -265,10 +280,20 @@ func (p *Protocol) parseDetails(lines []string) {
 		p.NeighborAS = uint32(asn)
 	}
 	p.LastError = p.Details["Last error"]
+	const grCap = "Neighbor capabilities/Graceful restart"
 	for _, f := range p.Flags {
-		if f == "Neighbor graceful restart active" {
+		switch f {
+		case "Neighbor graceful restart active":
 			p.GracefulRestartActive = true
+		case grCap, grCap + "/Restart recovery":
+			p.NeighborGRCapability.Advertised = true
+			p.NeighborGRCapability.Restarting = p.NeighborGRCapability.Restarting || f != grCap
 		}
+	}
+	if t, ok := p.Details[grCap+"/Restart time"]; ok {
+		p.NeighborGRCapability.Advertised = true
+		p.NeighborGRCapability.RestartTime, _ = strconv.Atoi(t)
+		p.NeighborGRCapability.Preserved = strings.Fields(p.Details[grCap+"/AF preserved"])
 	}
 	for name, c := range p.Channels {
 		c.State = c.Details["State"]

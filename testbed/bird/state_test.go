@@ -98,6 +98,12 @@ func TestHarnessParseProtocols(t *testing.T) {
 			t.Errorf("y6 %q = %q (%v), want %q", key, got, ok, want)
 		}
 	}
+	if gr := y6.NeighborGRCapability; !reflect.DeepEqual(gr, GRCapability{Advertised: true, Restarting: true, RestartTime: 90, Preserved: []string{"ipv6"}}) {
+		t.Errorf("y6 neighbour's GR capability: %+v", gr)
+	}
+	if gr := y4.NeighborGRCapability; gr.Advertised {
+		t.Errorf("y4 (down) has a neighbour GR capability: %+v", gr)
+	}
 	if c := y6.Channels["ipv6"]; c.Imported != 1 || c.Filtered != 3 || c.Exported != 2 || c.Details["BGP Next hop"] != "fd99::1 fe80::1" {
 		t.Errorf("y6 ipv6 channel: %+v", c)
 	}
