@@ -22,8 +22,9 @@ package bird
 //     spaces continues the reply before it. Codes 8xxx and 9xxx are errors,
 //     and then birdc also exits 1. state.go parses that.
 //   - Protocol names in commands are symbols: `show protocols all n_a`
-//     is a syntax error for a name that does not exist; quote it
-//     ("n_a") to get a pattern that may match nothing.
+//     is a syntax error (9001) for a name that does not exist; quoted
+//     ("n_a*") it is a pattern, and one that matches nothing is the
+//     run-time error 8003 "No protocols match".
 //   - `show route` does not mark routes that a restarting neighbour left
 //     stale (graceful restart): the route lines look the same, and their
 //     time is that of the last change. The protocol says
@@ -42,8 +43,9 @@ package bird
 //   - The kernel protocol writes its routes with protocol "bird" (12) and
 //     removes them when BIRD stops cleanly (SIGTERM); after SIGKILL they
 //     stay in the namespace's kernel.
-//   - SIGTERM shuts BIRD down cleanly (a Cease NOTIFICATION to each peer);
-//     it removes its pid file but leaves the control socket behind.
+//   - SIGTERM shuts BIRD down cleanly (a Cease NOTIFICATION to each peer)
+//     and it removes its pid file and control socket; after SIGKILL both
+//     are left behind, so start and Signal remove them.
 
 import (
 	"errors"
