@@ -385,7 +385,10 @@ func (x *Peer) GetType() string {
 }
 
 type ListRoutesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the counts, not the routes: answered from running totals, without
+	// walking the table, whatever its size.
+	SummaryOnly   bool `protobuf:"varint,1,opt,name=summary_only,json=summaryOnly,proto3" json:"summary_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -420,9 +423,17 @@ func (*ListRoutesRequest) Descriptor() ([]byte, []int) {
 	return file_podroute_proto_rawDescGZIP(), []int{4}
 }
 
+func (x *ListRoutesRequest) GetSummaryOnly() bool {
+	if x != nil {
+		return x.SummaryOnly
+	}
+	return false
+}
+
 type ListRoutesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Routes        []*Route               `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	Summary       *RouteSummary          `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,6 +475,113 @@ func (x *ListRoutesResponse) GetRoutes() []*Route {
 	return nil
 }
 
+func (x *ListRoutesResponse) GetSummary() *RouteSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+// The kernel table in numbers.
+type RouteSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Learned routes podrouted wants in the kernel.
+	Learned uint64 `protobuf:"varint,1,opt,name=learned,proto3" json:"learned,omitempty"`
+	// Blackholes for this node's own pod CIDRs.
+	Blackholes uint64 `protobuf:"varint,2,opt,name=blackholes,proto3" json:"blackholes,omitempty"`
+	// Routes kept from a previous run until the table is re-learned.
+	Stale uint64 `protobuf:"varint,3,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Wanted routes (learned and blackholes) the kernel holds as wanted.
+	InKernel uint64 `protobuf:"varint,4,opt,name=in_kernel,json=inKernel,proto3" json:"in_kernel,omitempty"`
+	// Routes the kernel rejected.
+	Failed uint64 `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Learned routes refused for their next hops.
+	Refused uint64 `protobuf:"varint,6,opt,name=refused,proto3" json:"refused,omitempty"`
+	// Prefixes this node originates.
+	Originated    uint64 `protobuf:"varint,7,opt,name=originated,proto3" json:"originated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteSummary) Reset() {
+	*x = RouteSummary{}
+	mi := &file_podroute_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteSummary) ProtoMessage() {}
+
+func (x *RouteSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_podroute_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteSummary.ProtoReflect.Descriptor instead.
+func (*RouteSummary) Descriptor() ([]byte, []int) {
+	return file_podroute_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RouteSummary) GetLearned() uint64 {
+	if x != nil {
+		return x.Learned
+	}
+	return 0
+}
+
+func (x *RouteSummary) GetBlackholes() uint64 {
+	if x != nil {
+		return x.Blackholes
+	}
+	return 0
+}
+
+func (x *RouteSummary) GetStale() uint64 {
+	if x != nil {
+		return x.Stale
+	}
+	return 0
+}
+
+func (x *RouteSummary) GetInKernel() uint64 {
+	if x != nil {
+		return x.InKernel
+	}
+	return 0
+}
+
+func (x *RouteSummary) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *RouteSummary) GetRefused() uint64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *RouteSummary) GetOriginated() uint64 {
+	if x != nil {
+		return x.Originated
+	}
+	return 0
+}
+
 type Route struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Prefix   string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -480,7 +598,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_podroute_proto_msgTypes[6]
+	mi := &file_podroute_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +610,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[6]
+	mi := &file_podroute_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +623,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{6}
+	return file_podroute_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Route) GetPrefix() string {
@@ -580,10 +698,24 @@ const file_podroute_proto_rawDesc = "" +
 	" \x01(\tR\vdescription\x12\x12\n" +
 	"\x04info\x18\v \x01(\tR\x04info\x12)\n" +
 	"\x10graceful_restart\x18\f \x01(\bR\x0fgracefulRestart\x12\x12\n" +
-	"\x04type\x18\r \x01(\tR\x04type\"\x13\n" +
-	"\x11ListRoutesRequest\"@\n" +
+	"\x04type\x18\r \x01(\tR\x04type\"6\n" +
+	"\x11ListRoutesRequest\x12!\n" +
+	"\fsummary_only\x18\x01 \x01(\bR\vsummaryOnly\"u\n" +
 	"\x12ListRoutesResponse\x12*\n" +
-	"\x06routes\x18\x01 \x03(\v2\x12.podroute.v1.RouteR\x06routes\"\x83\x01\n" +
+	"\x06routes\x18\x01 \x03(\v2\x12.podroute.v1.RouteR\x06routes\x123\n" +
+	"\asummary\x18\x02 \x01(\v2\x19.podroute.v1.RouteSummaryR\asummary\"\xcd\x01\n" +
+	"\fRouteSummary\x12\x18\n" +
+	"\alearned\x18\x01 \x01(\x04R\alearned\x12\x1e\n" +
+	"\n" +
+	"blackholes\x18\x02 \x01(\x04R\n" +
+	"blackholes\x12\x14\n" +
+	"\x05stale\x18\x03 \x01(\x04R\x05stale\x12\x1b\n" +
+	"\tin_kernel\x18\x04 \x01(\x04R\binKernel\x12\x16\n" +
+	"\x06failed\x18\x05 \x01(\x04R\x06failed\x12\x18\n" +
+	"\arefused\x18\x06 \x01(\x04R\arefused\x12\x1e\n" +
+	"\n" +
+	"originated\x18\a \x01(\x04R\n" +
+	"originated\"\x83\x01\n" +
 	"\x05Route\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1b\n" +
 	"\tnext_hops\x18\x02 \x03(\tR\bnextHops\x12\x1b\n" +
@@ -607,7 +739,7 @@ func file_podroute_proto_rawDescGZIP() []byte {
 	return file_podroute_proto_rawDescData
 }
 
-var file_podroute_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_podroute_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_podroute_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),   // 0: podroute.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),  // 1: podroute.v1.GetStatusResponse
@@ -615,21 +747,23 @@ var file_podroute_proto_goTypes = []any{
 	(*Peer)(nil),               // 3: podroute.v1.Peer
 	(*ListRoutesRequest)(nil),  // 4: podroute.v1.ListRoutesRequest
 	(*ListRoutesResponse)(nil), // 5: podroute.v1.ListRoutesResponse
-	(*Route)(nil),              // 6: podroute.v1.Route
+	(*RouteSummary)(nil),       // 6: podroute.v1.RouteSummary
+	(*Route)(nil),              // 7: podroute.v1.Route
 }
 var file_podroute_proto_depIdxs = []int32{
 	2, // 0: podroute.v1.GetStatusResponse.node:type_name -> podroute.v1.Node
 	3, // 1: podroute.v1.GetStatusResponse.peers:type_name -> podroute.v1.Peer
-	6, // 2: podroute.v1.ListRoutesResponse.routes:type_name -> podroute.v1.Route
-	0, // 3: podroute.v1.Status.GetStatus:input_type -> podroute.v1.GetStatusRequest
-	4, // 4: podroute.v1.Status.ListRoutes:input_type -> podroute.v1.ListRoutesRequest
-	1, // 5: podroute.v1.Status.GetStatus:output_type -> podroute.v1.GetStatusResponse
-	5, // 6: podroute.v1.Status.ListRoutes:output_type -> podroute.v1.ListRoutesResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	7, // 2: podroute.v1.ListRoutesResponse.routes:type_name -> podroute.v1.Route
+	6, // 3: podroute.v1.ListRoutesResponse.summary:type_name -> podroute.v1.RouteSummary
+	0, // 4: podroute.v1.Status.GetStatus:input_type -> podroute.v1.GetStatusRequest
+	4, // 5: podroute.v1.Status.ListRoutes:input_type -> podroute.v1.ListRoutesRequest
+	1, // 6: podroute.v1.Status.GetStatus:output_type -> podroute.v1.GetStatusResponse
+	5, // 7: podroute.v1.Status.ListRoutes:output_type -> podroute.v1.ListRoutesResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_podroute_proto_init() }
@@ -643,7 +777,7 @@ func file_podroute_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_podroute_proto_rawDesc), len(file_podroute_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

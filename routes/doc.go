@@ -14,5 +14,9 @@
 // route, link and address events from netlink and a periodic full resync
 // re-install what someone removed.
 //
+// Learned routes whose next hop no peer may set (an address of this node,
+// or one inside this node's own pod CIDRs) lose that next hop, and are
+// refused when none is left; Snapshot says why (nexthop.go).
+//
 // The package knows nothing about BGP or Kubernetes.
 package routes

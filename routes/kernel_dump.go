@@ -15,33 +15,6 @@ import (
 // its next round.
 const dumpRetries = 5
 
-// dumpOwn lists the kernel's routes of protocol proto in table, both
-// families, as Routes keyed by prefix.
-func dumpOwn(h *netlink.Handle, table uint32, proto uint8) (map[netip.Prefix]Route, error) {
-	filter := &netlink.Route{Table: int(table), Protocol: netlink.RouteProtocol(proto)}
-	mask := netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PROTOCOL
-	var list []netlink.Route
-	var err error
-	for attempt := 0; attempt < dumpRetries; attempt++ {
-		list, err = h.RouteListFiltered(netlink.FAMILY_ALL, filter, mask)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list routes of protocol %d in table %d: %w", proto, table, err)
-	}
-	out := make(map[netip.Prefix]Route, len(list))
-	for _, nr := range list {
-		r, ok := fromNetlink(nr)
-		if !ok {
-			continue
-		}
-		out[r.Prefix] = r
-	}
-	return out, nil
-}
-
 // fromNetlink converts a kernel route to a Route; ok is false for kinds
 // podroute never writes (those are then left alone by the diff only if
 // they are not of our protocol, which the dump filter already ensures; a

@@ -1074,3 +1074,120 @@ func TestKernelStaleViewResolvedInBulk(t *testing.T) {
 		t.Errorf("%d routes of protocol %d in the kernel, want %d", got, testProto, n)
 	}
 }
+
+// Next hops no peer may set (nexthop.go): one of the node's own addresses,
+// or an address inside the node's own pod CIDRs. The kernel would take
+// both; the reconciler drops them with a reason, refusing a route left
+// with none, and takes the route back if a peer changes it that way.
+func TestKernelInsaneNextHops(t *testing.T) {
+	requireRoot(t)
+	ns := newLab(t)
+	r := newReconciler(t, ns, Config{})
+	start(t, r)
+	if err := r.SetBlackholes([]netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:244:0:1::/64")}); err != nil {
+		t.Fatal(err)
+	}
+	// An address added after start is known too (address events).
+	ipRun(t, "-n", ns, "addr", "add", "10.0.0.9/24", "dev", devA)
+	ownAddr4 := via("10.5.0.0/24", "10.0.0.1")
+	ownAddr6 := via("2001:db8:5::/64", "2001:db8::1")
+	late := via("10.5.9.0/24", "10.0.0.9")
+	podNH4 := via("10.6.0.0/24", "10.244.1.7")
+	podNH6 := via("2001:db8:6::/64", "fd00:244:0:1::7")
+	mixed := via("10.8.0.0/24", gwA1, "10.0.0.1")
+	good := via("10.9.0.0/24", gwA2)
+	testutil.Eventually(t, 5*time.Second, "the reconciler sees 10.0.0.9", func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.local[netip.MustParseAddr("10.0.0.9")]; !ok {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	err := r.Update([]Route{ownAddr4, ownAddr6, late, podNH4, podNH6, mixed, good}, nil)
+	if err == nil || !strings.Contains(err.Error(), "own address") {
+		t.Errorf("Update error = %v, want it to name the refused next hops", err)
+	}
+	assertOwnRoutes(t, ns, "main", blackhole("10.244.1.0/24"), blackhole("fd00:244:0:1::/64"), via("10.8.0.0/24", gwA1), good)
+	snap := snapshotByPrefix(r)
+	for _, c := range []struct {
+		r    Route
+		want string
+	}{
+		{ownAddr4, "next hop 10.0.0.1 is this node's own address"},
+		{ownAddr6, "next hop 2001:db8::1 is this node's own address"},
+		{late, "next hop 10.0.0.9 is this node's own address"},
+		{podNH4, "next hop 10.244.1.7 is inside this node's own pod CIDR 10.244.1.0/24"},
+		{podNH6, "next hop fd00:244:0:1::7 is inside this node's own pod CIDR fd00:244:0:1::/64"},
+	} {
+		s, ok := snap[c.r.Prefix]
+		if !ok || s.InKernel || !strings.Contains(s.Error, "refused") || !strings.Contains(s.Error, c.want) {
+			t.Errorf("Snapshot of %s = %+v (listed %v), want refused: %s", c.r, s, ok, c.want)
+		}
+	}
+	if s := snap[mixed.Prefix]; !s.InKernel || !strings.Contains(s.Error, "10.0.0.1 is this node's own address") {
+		t.Errorf("Snapshot of %s = %+v, want in the kernel via %s only, with the dropped next hop named", mixed, s, gwA1)
+	}
+
+	// A good route turned bad is taken out of the kernel; turned good
+	// again it comes back and the reason goes.
+	if err := r.Update([]Route{via(good.Prefix.String(), "10.244.1.8")}, nil); err == nil {
+		t.Error("Update to a pod next hop: want an error")
+	}
+	assertOwnRoutes(t, ns, "main", blackhole("10.244.1.0/24"), blackhole("fd00:244:0:1::/64"), via("10.8.0.0/24", gwA1))
+	if err := r.Update([]Route{via(ownAddr4.Prefix.String(), gwB)}, []netip.Prefix{podNH4.Prefix}); err != nil {
+		t.Fatal(err)
+	}
+	snap = snapshotByPrefix(r)
+	if s := snap[ownAddr4.Prefix]; !s.InKernel || s.Error != "" {
+		t.Errorf("after the fix, Snapshot of %s = %+v, want in kernel without error", ownAddr4.Prefix, s)
+	}
+	if _, listed := snap[podNH4.Prefix]; listed {
+		t.Errorf("withdrawn refused route %s still listed", podNH4.Prefix)
+	}
+}
+
+// The deletion watch has a socket filter: the kernel wakes the reconciler
+// for deletions of its protocol's routes only, never for the routes it
+// writes (a table load used to parse one notice per route written), nor
+// for another protocol's routes.
+func TestKernelDeletionWatchFilter(t *testing.T) {
+	requireRoot(t)
+	ns := newLab(t)
+	r := newReconciler(t, ns, Config{})
+	start(t, r)
+	var set []Route
+	for i := range 1000 {
+		set = append(set, via(fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256), gwA1))
+	}
+	if err := r.Update(set, nil); err != nil {
+		t.Fatal(err)
+	}
+	ipRun(t, "-n", ns, "route", "add", "10.250.0.0/24", "via", gwA1, "proto", "static")
+	ipRun(t, "-n", ns, "route", "del", "10.250.0.0/24", "proto", "static")
+	time.Sleep(200 * time.Millisecond)
+	if n := r.Stats().Notices; n != 0 {
+		t.Errorf("%d deletion notices after writing 1000 routes and deleting another protocol's route, want 0", n)
+	}
+	ipRun(t, "-n", ns, "route", "del", set[7].Prefix.String(), "proto", fmt.Sprint(testProto))
+	if _, ok := testutil.Poll(pollInterval, 5*time.Second, func() bool { return ownRoutes(t, ns, "main")[set[7].Prefix].Equal(set[7]) }); !ok {
+		t.Fatalf("%s deleted by hand was not re-installed", set[7].Prefix)
+	}
+	if n := r.Stats().Notices; n != 1 {
+		t.Errorf("%d deletion notices after one deletion by hand, want 1", n)
+	}
+	// Withdrawing 1000 routes ourselves: the notices come, nothing is
+	// repaired.
+	before := r.Stats().Repairs
+	var del []netip.Prefix
+	for _, rt := range set {
+		del = append(del, rt.Prefix)
+	}
+	if err := r.Update(nil, del); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if st := r.Stats(); st.Repairs != before || len(ownRoutes(t, ns, "main")) != 0 {
+		t.Errorf("after withdrawing everything: repairs %d (was %d), routes left %v", st.Repairs, before, ownRoutes(t, ns, "main"))
+	}
+}

@@ -15,14 +15,16 @@ const (
 	// linkSettle lets a link come fully up (addresses, neighbours) before
 	// the full resync it triggers.
 	linkSettle = 100 * time.Millisecond
-	// resubscribeDelay paces re-subscription after a netlink socket error
-	// (typically ENOBUFS when a burst overflowed it).
+	// resubscribeDelay paces re-subscription after a netlink socket error.
 	resubscribeDelay = 500 * time.Millisecond
-	subscribeBuffer  = 8 << 20
+	// deleteWatchBuffer holds the deletion notices of a whole table (say,
+	// a peer's 100k routes withdrawn at once, which we delete ourselves)
+	// so that the watch rarely overflows; an overflow costs a resync.
+	deleteWatchBuffer = 16 << 20
 )
 
-// loop runs the drift repair: netlink route, link and address events and
-// the periodic resync.
+// loop runs the drift repair: deletions of our routes (filtered in the
+// kernel), link and address events, and the periodic resync.
 func (r *Reconciler) loop(ctx context.Context) {
 	defer close(r.done)
 	ticker := time.NewTicker(r.cfg.ResyncInterval)
@@ -33,25 +35,23 @@ func (r *Reconciler) loop(ctx context.Context) {
 		sub, err := r.subscribe(ctx)
 		if err != nil {
 			r.log.Error("netlink subscribe failed; retrying, periodic resync meanwhile", "err", err)
-			// A channel closed after a while ends the event loop below,
-			// which then subscribes again.
-			closing := make(chan netlink.RouteUpdate)
-			sub.routes = closing
-			time.AfterFunc(4*resubscribeDelay, func() { close(closing) })
 		}
 		// Whatever happened while we were not subscribed is caught here.
 		r.requestResync()
+		retry := time.After(4 * resubscribeDelay)
+		if err == nil {
+			retry = nil
+		}
 	events:
 		for {
 			select {
 			case <-ctx.Done():
 				sub.close()
 				return
-			case u, ok := <-sub.routes:
-				if !ok {
-					break events
-				}
-				r.onRouteEvent(u)
+			case <-retry:
+				break events
+			case <-sub.ended:
+				break events
 			case u, ok := <-sub.links:
 				if !ok {
 					break events
@@ -59,10 +59,11 @@ func (r *Reconciler) loop(ctx context.Context) {
 				if u.Header.Type == unix.RTM_NEWLINK || u.Header.Type == unix.RTM_DELLINK {
 					settle = time.After(linkSettle)
 				}
-			case _, ok := <-sub.addrs:
+			case u, ok := <-sub.addrs:
 				if !ok {
 					break events
 				}
+				r.onAddrEvent(u)
 				settle = time.After(linkSettle)
 			case <-settle:
 				settle = nil
@@ -90,19 +91,12 @@ func (r *Reconciler) loop(ctx context.Context) {
 	}
 }
 
-// onRouteEvent notes a deleted route of ours that is still desired. It
-// does not take r.mu: during a large write the kernel floods events, and
-// blocking here would overflow the subscription socket.
-func (r *Reconciler) onRouteEvent(u netlink.RouteUpdate) {
-	if u.Type != unix.RTM_DELROUTE || int(u.Protocol) != int(r.cfg.Protocol) || uint32(u.Table) != r.cfg.Table {
-		return
-	}
-	rt, ok := fromNetlink(u.Route)
-	if !ok {
-		return
-	}
+// onDeleted notes a deleted route of ours. It does not take r.mu: during
+// a large withdrawal the kernel floods notices, and blocking here would
+// overflow the socket.
+func (r *Reconciler) onDeleted(p netip.Prefix) {
 	r.repairMu.Lock()
-	r.repair[rt.Prefix] = struct{}{}
+	r.repair[p] = struct{}{}
 	r.repairMu.Unlock()
 	select {
 	case r.kick <- struct{}{}:
@@ -111,7 +105,7 @@ func (r *Reconciler) onRouteEvent(u netlink.RouteUpdate) {
 }
 
 // repairDeleted re-installs desired routes whose deletion was seen. Our
-// own deletions also produce events; those prefixes are no longer desired
+// own deletions also produce notices; those prefixes are no longer wanted
 // and are skipped.
 func (r *Reconciler) repairDeleted() {
 	r.repairMu.Lock()
@@ -123,14 +117,17 @@ func (r *Reconciler) repairDeleted() {
 	defer r.mu.Unlock()
 	var ops []op
 	for p := range pending {
-		want, ok := r.desired[p]
-		if !ok {
+		k := keyOf(p)
+		old, ok := r.table[k]
+		if !ok || old.want == noHops {
 			continue
 		}
 		// The kernel no longer has it (an exclusive create that meets a
 		// route of ours after all is resolved in applyLocked).
-		delete(r.kernel, p)
-		ops = append(ops, op{route: want})
+		e := old
+		e.have = noHops
+		ops = r.planLocked(ops, k, e)
+		r.put(k, old, e)
 	}
 	if len(ops) > 0 {
 		r.stats.Repairs += uint64(len(ops))
@@ -139,27 +136,35 @@ func (r *Reconciler) repairDeleted() {
 	}
 }
 
-// subscription holds the three event channels; a nil channel never fires.
+// subscription holds the event sources; a nil channel never fires.
 type subscription struct {
-	routes chan netlink.RouteUpdate
-	links  chan netlink.LinkUpdate
-	addrs  chan netlink.AddrUpdate
-	done   chan struct{}
+	deletes *deleteWatch
+	ended   chan struct{} // closed when the deletion watch stops
+	links   chan netlink.LinkUpdate
+	addrs   chan netlink.AddrUpdate
+	done    chan struct{}
 }
 
 func (s *subscription) close() {
-	if s != nil && s.done != nil {
+	if s == nil {
+		return
+	}
+	if s.done != nil {
 		close(s.done)
 		s.done = nil
+	}
+	if s.deletes != nil {
+		s.deletes.close()
+		s.deletes = nil
 	}
 }
 
 func (r *Reconciler) subscribe(ctx context.Context) (*subscription, error) {
 	s := &subscription{
-		routes: make(chan netlink.RouteUpdate, 4096),
-		links:  make(chan netlink.LinkUpdate, 64),
-		addrs:  make(chan netlink.AddrUpdate, 64),
-		done:   make(chan struct{}),
+		ended: make(chan struct{}),
+		links: make(chan netlink.LinkUpdate, 64),
+		addrs: make(chan netlink.AddrUpdate, 64),
+		done:  make(chan struct{}),
 	}
 	onErr := func(err error) {
 		// Closing the subscription on shutdown makes its reader fail;
@@ -173,12 +178,21 @@ func (r *Reconciler) subscribe(ctx context.Context) (*subscription, error) {
 	if !ns.IsOpen() {
 		nsp = nil
 	}
-	if err := netlink.RouteSubscribeWithOptions(s.routes, s.done, netlink.RouteSubscribeOptions{
-		Namespace: nsp, ErrorCallback: onErr, ReceiveBufferSize: subscribeBuffer, ReceiveBufferForceSize: true,
-	}); err != nil {
+	var err error
+	if s.deletes, err = openDeleteWatch(r.ns, r.cfg.Table, r.cfg.Protocol, deleteWatchBuffer); err != nil {
 		s.close()
 		return &subscription{}, err
 	}
+	go func(w *deleteWatch) {
+		defer close(s.ended)
+		err := w.run(&r.notices, r.onDeleted, func() {
+			r.log.Warn("route deletion notices overflowed; resyncing")
+			r.requestResync()
+		})
+		if err != nil && ctx.Err() == nil {
+			onErr(err)
+		}
+	}(s.deletes)
 	if err := netlink.LinkSubscribeWithOptions(s.links, s.done, netlink.LinkSubscribeOptions{
 		Namespace: nsp, ErrorCallback: onErr,
 	}); err != nil {

@@ -103,6 +103,9 @@ type op struct {
 	route   Route
 	delete  bool
 	replace bool
+	// hops is route's interned next-hop set (table.go), so that recording
+	// a write needs no second look-up.
+	hops hopsID
 }
 
 // apply sends ops and returns one error per op (nil on success). A delete

@@ -7,7 +7,53 @@ import (
 	"testing"
 )
 
-// These tests need no privileges: plan, normalize and validate are pure.
+// These tests need no privileges: decide, normalize and validate are pure.
+
+// write is one route the diff puts into the kernel.
+type write struct {
+	route   Route
+	replace bool
+}
+
+// plan runs the reconciler's diff (decide over entries whose next hops
+// are interned in a hopTable, as the reconciler keeps them) on a desired
+// and a kernel table, keep marking routes adopted from a previous run.
+func plan(desired, kernel map[netip.Prefix]Route, keep func(netip.Prefix) bool) (writes []write, deletes []Route) {
+	hops := newHopTable()
+	id := func(rt Route) hopsID {
+		if rt.Blackhole {
+			return blackholeHops
+		}
+		return hops.id(rt.normalize().NextHops)
+	}
+	entries := map[netip.Prefix]entry{}
+	for p, rt := range desired {
+		e := entries[p]
+		e.want = id(rt)
+		entries[p] = e
+	}
+	for p, rt := range kernel {
+		e := entries[p]
+		e.have = id(rt)
+		if keep != nil && keep(p) {
+			e.flags |= flagStale
+		}
+		entries[p] = e
+	}
+	for p, e := range entries {
+		switch decide(e) {
+		case actCreate:
+			writes = append(writes, write{route: desired[p].normalize()})
+		case actReplace:
+			writes = append(writes, write{route: desired[p].normalize(), replace: true})
+		case actDelete:
+			deletes = append(deletes, kernel[p])
+		}
+	}
+	slices.SortFunc(writes, func(a, b write) int { return comparePrefix(a.route.Prefix, b.route.Prefix) })
+	slices.SortFunc(deletes, func(a, b Route) int { return comparePrefix(a.Prefix, b.Prefix) })
+	return writes, deletes
+}
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 

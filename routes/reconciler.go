@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -52,6 +54,18 @@ type RouteState struct {
 	Error    string
 }
 
+// Summary is the table in numbers, kept as routes change: reading it
+// costs nothing whatever the table's size.
+type Summary struct {
+	Learned, Blackholes, Stale int
+	// InKernel counts the learned and blackhole routes the kernel holds
+	// as wanted.
+	InKernel int
+	// Failed counts routes the kernel rejected; Refused, learned routes
+	// with no next hop a peer may set (nexthop.go).
+	Failed, Refused int
+}
+
 // Reconciler makes the kernel hold exactly the desired routes of its
 // protocol. All methods are safe for concurrent use.
 type Reconciler struct {
@@ -61,14 +75,25 @@ type Reconciler struct {
 
 	handle *netlink.Handle
 	sock   *batchSocket
+	dumpFD int
 
-	mu      sync.Mutex
-	desired map[netip.Prefix]Route
-	own     map[netip.Prefix]bool  // prefixes SetBlackholes owns
-	kernel  map[netip.Prefix]Route // our routes as last read or written
-	stale   map[netip.Prefix]struct{}
-	errs    map[netip.Prefix]string
-	synced  bool
+	mu     sync.Mutex
+	table  map[pkey]entry
+	hops   hopTable
+	counts counts
+	errs   map[netip.Prefix]string
+	synced bool
+	// local are the addresses configured in the namespace; refused holds
+	// learned routes left with no acceptable next hop, and nhNotes why
+	// next hops were dropped (nexthop.go).
+	local   map[netip.Addr]struct{}
+	refused map[netip.Prefix]Route
+	nhNotes map[netip.Prefix]string
+	// own is the set SetBlackholes made, for next-hop sanity.
+	own map[netip.Prefix]bool
+	// touched collects the prefixes written while a resync's dump runs
+	// without the lock; the dump's view of them is out of date.
+	touched map[pkey]struct{}
 
 	// repair collects prefixes whose routes someone deleted; the loop
 	// re-installs them. fullResync asks the loop for a dump-and-diff.
@@ -77,10 +102,8 @@ type Reconciler struct {
 	kick       chan struct{}
 	fullResync chan struct{}
 
-	stats Stats
-	// gen counts kernel writes, so Resync can tell that its dump (taken
-	// without the lock) was overtaken by a write and must be read again.
-	gen uint64
+	stats   Stats
+	notices atomic.Uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -89,6 +112,10 @@ type Reconciler struct {
 // Stats are counters for metrics and tests.
 type Stats struct {
 	Writes, Deletes, Failures, Repairs, Resyncs uint64
+	// Notices counts the route notices the kernel let through the
+	// deletion watch's socket filter: deletions of our routes (our own
+	// included), never the routes we write.
+	Notices uint64
 }
 
 // New checks cfg and opens the netlink sockets; Start begins the work.
@@ -109,11 +136,14 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "routes"),
 		ns:         netns.None(),
-		desired:    map[netip.Prefix]Route{},
-		own:        map[netip.Prefix]bool{},
-		kernel:     map[netip.Prefix]Route{},
-		stale:      map[netip.Prefix]struct{}{},
+		dumpFD:     -1,
+		table:      map[pkey]entry{},
+		hops:       newHopTable(),
 		errs:       map[netip.Prefix]string{},
+		local:      map[netip.Addr]struct{}{},
+		refused:    map[netip.Prefix]Route{},
+		nhNotes:    map[netip.Prefix]string{},
+		own:        map[netip.Prefix]bool{},
 		repair:     map[netip.Prefix]struct{}{},
 		kick:       make(chan struct{}, 1),
 		fullResync: make(chan struct{}, 1),
@@ -134,6 +164,12 @@ func New(cfg Config) (*Reconciler, error) {
 		r.closeNS()
 		return nil, err
 	}
+	if r.dumpFD, err = dumpSocket(r.ns); err != nil {
+		r.sock.close()
+		r.handle.Close()
+		r.closeNS()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -143,30 +179,67 @@ func (r *Reconciler) closeNS() {
 	}
 }
 
+// put stores e for k, keeping the running counts; an entry with nothing
+// wanted, nothing in the kernel and no flag is dropped.
+func (r *Reconciler) put(k pkey, old, e entry) {
+	r.counts.add(old, -1)
+	if e.want == noHops && e.have == noHops && e.flags == 0 {
+		delete(r.table, k)
+		return
+	}
+	r.counts.add(e, +1)
+	r.table[k] = e
+}
+
+// route materializes a Route; its NextHops are shared with the hop table
+// and must not be modified.
+func (r *Reconciler) route(p netip.Prefix, id hopsID) Route {
+	if id == blackholeHops {
+		return Route{Prefix: p, Blackhole: true}
+	}
+	return Route{Prefix: p, NextHops: r.hops.hops(id)}
+}
+
+// idOf interns a normalized route's next hops.
+func (r *Reconciler) idOf(rt Route) hopsID {
+	if rt.Blackhole {
+		return blackholeHops
+	}
+	return r.hops.id(rt.NextHops)
+}
+
 // Start adopts the routes of our protocol already in the kernel (they stay
 // until MarkSynced or StaleTimeout) and starts the event and resync loop.
 // It returns the number of adopted routes.
 func (r *Reconciler) Start(ctx context.Context) (int, error) {
-	kernel, err := dumpOwn(r.handle, r.cfg.Table, r.cfg.Protocol)
+	local, err := loadLocalAddrs(r.handle)
 	if err != nil {
 		return 0, err
 	}
 	r.mu.Lock()
-	r.kernel = kernel
-	for p := range kernel {
-		if _, wanted := r.desired[p]; !wanted {
-			r.stale[p] = struct{}{}
+	r.local = local
+	adopted := 0
+	err = dumpOwn(r.dumpFD, r.cfg.Table, r.cfg.Protocol, func(kr *kernelRoute) {
+		k := keyOf(kr.prefix)
+		old := r.table[k]
+		e := old
+		e.have = r.idOf(Route{Prefix: kr.prefix, NextHops: kr.hops, Blackhole: kr.blackhole})
+		if e.want == noHops && e.flags&flagStale == 0 {
+			e.flags |= flagStale
+			adopted++
 		}
+		r.put(k, old, e)
+	})
+	if adopted == 0 {
+		r.synced = true
 	}
-	adopted := len(r.stale)
 	r.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	if adopted > 0 {
 		r.log.Info("adopted routes from a previous run; keeping them until the table is re-learned",
 			"routes", adopted, "protocol", r.cfg.Protocol, "table", r.cfg.Table, "bound", r.cfg.StaleTimeout)
-	} else {
-		r.mu.Lock()
-		r.synced = true
-		r.mu.Unlock()
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	go r.loop(ctx)
@@ -194,6 +267,9 @@ func (r *Reconciler) Close() {
 		<-r.done
 	}
 	r.sock.close()
+	if r.dumpFD >= 0 {
+		unix.Close(r.dumpFD)
+	}
 	r.handle.Close()
 	r.closeNS()
 }
@@ -215,13 +291,21 @@ func (r *Reconciler) MarkSynced() {
 	}
 	r.synced = true
 	var ops []op
-	for p := range r.stale {
-		if have, ok := r.kernel[p]; ok {
-			ops = append(ops, op{route: have, delete: true})
+	n := 0
+	for k, old := range r.table {
+		if old.flags&flagStale == 0 {
+			continue
 		}
+		e := old
+		e.flags &^= flagStale
+		if e.want == noHops {
+			n++
+			if e.have != noHops {
+				ops = append(ops, op{route: r.route(k.prefix(), e.have), delete: true})
+			}
+		}
+		r.put(k, old, e)
 	}
-	n := len(r.stale)
-	r.stale = map[netip.Prefix]struct{}{}
 	r.applyLocked(ops)
 	r.mu.Unlock()
 	r.log.Info("table re-learned; removed stale routes", "removed", n)
@@ -251,31 +335,75 @@ func (r *Reconciler) update(set []Route, del []netip.Prefix, blackholes bool) er
 			continue
 		}
 		rt = rt.normalize()
-		if r.own[rt.Prefix] && !blackholes {
+		k := keyOf(rt.Prefix)
+		old := r.table[k]
+		if old.flags&flagOwn != 0 && !blackholes {
 			bad = append(bad, fmt.Errorf("route %s: the prefix is this node's own (blackholed); not replaced", rt))
 			continue
 		}
-		r.desired[rt.Prefix] = rt
-		delete(r.stale, rt.Prefix)
-		have, ok := r.kernel[rt.Prefix]
-		if ok && have.Equal(rt) {
-			continue
+		e := old
+		e.flags &^= flagStale
+		if blackholes {
+			e.flags |= flagOwn
+		} else {
+			delete(r.refused, rt.Prefix)
+			delete(r.nhNotes, rt.Prefix)
 		}
-		ops = append(ops, op{route: rt, replace: ok})
+		if !blackholes && !rt.Blackhole {
+			sane, why := r.saneNextHopsLocked(rt)
+			if why != "" {
+				r.nhNotes[rt.Prefix] = why
+				bad = append(bad, fmt.Errorf("route %s: %s", rt, why))
+			}
+			if len(sane.NextHops) == 0 {
+				// Refused: whatever we had for the prefix goes, as if
+				// the peer had withdrawn it.
+				r.refused[rt.Prefix] = rt
+				e.want = noHops
+				delete(r.errs, rt.Prefix)
+				ops = r.planLocked(ops, k, e)
+				r.put(k, old, e)
+				continue
+			}
+			rt = sane
+		}
+		e.want = r.idOf(rt)
+		ops = r.planLocked(ops, k, e)
+		r.put(k, old, e)
 	}
 	for _, p := range del {
 		p = p.Masked()
-		if _, ok := r.desired[p]; !ok || r.own[p] != blackholes {
+		if !blackholes {
+			delete(r.refused, p)
+			delete(r.nhNotes, p)
+		}
+		k := keyOf(p)
+		old, ok := r.table[k]
+		if !ok || old.want == noHops || (old.flags&flagOwn != 0) != blackholes {
 			continue
 		}
-		delete(r.desired, p)
+		e := old
+		e.want = noHops
+		e.flags &^= flagOwn
 		delete(r.errs, p)
-		if have, ok := r.kernel[p]; ok {
-			ops = append(ops, op{route: have, delete: true})
-		}
+		ops = r.planLocked(ops, k, e)
+		r.put(k, old, e)
 	}
 	r.applyLocked(ops)
 	return errors.Join(bad...)
+}
+
+// planLocked appends the kernel operation entry e needs.
+func (r *Reconciler) planLocked(ops []op, k pkey, e entry) []op {
+	switch decide(e) {
+	case actCreate:
+		return append(ops, op{route: r.route(k.prefix(), e.want), hops: e.want})
+	case actReplace:
+		return append(ops, op{route: r.route(k.prefix(), e.want), hops: e.want, replace: true})
+	case actDelete:
+		return append(ops, op{route: r.route(k.prefix(), e.have), hops: e.have, delete: true})
+	}
+	return ops
 }
 
 // SetBlackholes makes prefixes the complete set of blackhole routes for
@@ -305,60 +433,125 @@ func (r *Reconciler) SetBlackholes(prefixes []netip.Prefix) error {
 }
 
 // Resync reads our routes from the kernel and applies the full diff.
+//
+// The dump streams into a compact map without the lock, so that a large
+// table does not stall updates; whatever is written meanwhile is left out
+// of the comparison (its state is known from the write itself).
 func (r *Reconciler) Resync() error {
-	// The dump runs without the lock so that a large table does not stall
-	// updates; if a write happened meanwhile the dump may be out of date,
-	// so it is taken again (a few times, then under the lock).
-	var kernel map[netip.Prefix]Route
-	for attempt := 0; ; attempt++ {
+	// Address events can be missed while the subscription is re-made.
+	if local, err := loadLocalAddrs(r.handle); err == nil {
 		r.mu.Lock()
-		before := r.gen
-		r.mu.Unlock()
-		var err error
-		if kernel, err = dumpOwn(r.handle, r.cfg.Table, r.cfg.Protocol); err != nil {
-			return err
-		}
-		r.mu.Lock()
-		if r.gen == before {
-			break
-		}
-		if attempt >= 3 {
-			if kernel, err = dumpOwn(r.handle, r.cfg.Table, r.cfg.Protocol); err != nil {
-				r.mu.Unlock()
-				return err
-			}
-			break
-		}
+		r.local = local
 		r.mu.Unlock()
 	}
-	defer r.mu.Unlock()
-	r.stats.Resyncs++
-	r.kernel = kernel
-	writes, deletes := plan(r.desired, kernel, func(p netip.Prefix) bool {
-		_, keep := r.stale[p]
-		return keep
+	r.mu.Lock()
+	r.touched = map[pkey]struct{}{}
+	r.mu.Unlock()
+	// Next-hop sets seen in the dump, interned locally and translated
+	// under the lock (there are few distinct ones).
+	kernel := map[pkey]uint32{}
+	var sets []Route
+	setIndex := map[string]uint32{}
+	err := dumpOwn(r.dumpFD, r.cfg.Table, r.cfg.Protocol, func(kr *kernelRoute) {
+		key := "b"
+		if !kr.blackhole {
+			key = hopsKey(kr.hops)
+		}
+		i, ok := setIndex[key]
+		if !ok {
+			i = uint32(len(sets))
+			setIndex[key] = i
+			sets = append(sets, Route{Blackhole: kr.blackhole, NextHops: append([]netip.Addr(nil), kr.hops...)})
+		}
+		kernel[keyOf(kr.prefix)] = i
 	})
-	ops := make([]op, 0, len(writes)+len(deletes))
-	for _, w := range writes {
-		ops = append(ops, op{route: w.route, replace: w.replace})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	touched := r.touched
+	r.touched = nil
+	if err != nil {
+		return err
 	}
-	for _, d := range deletes {
-		ops = append(ops, op{route: d, delete: true})
+	r.stats.Resyncs++
+	ids := make([]hopsID, len(sets))
+	for i, s := range sets {
+		ids[i] = r.idOf(s)
+	}
+	var ops []op
+	writes, deletes := 0, 0
+	for k, old := range r.table {
+		if _, skip := touched[k]; skip {
+			continue
+		}
+		e := old
+		e.have = noHops
+		if i, ok := kernel[k]; ok {
+			e.have = ids[i]
+		}
+		if n := len(ops); decide(e) != actNone {
+			ops = r.planLocked(ops, k, e)
+			if ops[n].delete {
+				deletes++
+			} else {
+				writes++
+			}
+		}
+		r.put(k, old, e)
+	}
+	for k, i := range kernel {
+		if _, known := r.table[k]; known {
+			continue
+		}
+		if _, skip := touched[k]; skip {
+			continue
+		}
+		// Ours by protocol, wanted by nobody, not kept from a previous
+		// run: someone added it by hand, or we lost track of it.
+		ops = append(ops, op{route: r.route(k.prefix(), ids[i]), delete: true})
+		deletes++
 	}
 	if len(ops) > 0 {
-		r.log.Info("resync found drift", "write", len(writes), "delete", len(deletes))
+		r.log.Info("resync found drift", "write", writes, "delete", deletes)
 	}
+	sort.Slice(ops, func(i, j int) bool { return comparePrefix(ops[i].route.Prefix, ops[j].route.Prefix) < 0 })
 	r.applyLocked(ops)
+	r.compactHopsLocked()
 	return nil
 }
 
-// applyLocked writes ops and records the outcome in r.kernel and r.errs.
+// compactHopsLocked rebuilds the hop table when it holds far more sets
+// than entries use (peers cycling through next hops).
+func (r *Reconciler) compactHopsLocked() {
+	if len(r.hops.sets) < 64 {
+		return
+	}
+	used := map[hopsID]bool{}
+	for _, e := range r.table {
+		used[e.want], used[e.have] = true, true
+	}
+	if len(r.hops.sets) < 2*len(used)+64 {
+		return
+	}
+	fresh := newHopTable()
+	remap := map[hopsID]hopsID{noHops: noHops, blackholeHops: blackholeHops}
+	for id := range used {
+		if id >= 2 {
+			remap[id] = fresh.id(r.hops.hops(id))
+		}
+	}
+	for k, e := range r.table {
+		e.want, e.have = remap[e.want], remap[e.have]
+		r.table[k] = e
+	}
+	r.hops = fresh
+}
+
+// applyLocked writes ops and records the outcome in the table and r.errs.
 // r.mu must be held.
 func (r *Reconciler) applyLocked(ops []op) {
 	if len(ops) == 0 {
 		return
 	}
-	r.gen++
 	results, known, err := r.sock.apply(ops, r.cfg.Table, r.cfg.Protocol)
 	if err != nil {
 		// The socket failed mid-way; what the kernel holds is unknown, so
@@ -368,26 +561,38 @@ func (r *Reconciler) applyLocked(ops []op) {
 	}
 	var exists []op
 	for i, o := range ops {
+		p := o.route.Prefix
+		k := keyOf(p)
+		if r.touched != nil {
+			r.touched[k] = struct{}{}
+		}
 		if i >= known {
-			break
+			continue
 		}
 		res := results[i]
-		p := o.route.Prefix
+		old := r.table[k]
+		e := old
 		switch {
 		case res == nil && o.delete:
-			delete(r.kernel, p)
+			e.have = noHops
 			r.stats.Deletes++
 		case res == nil:
-			r.kernel[p] = o.route
+			e.have = o.hops
+			if e.have == noHops { // an op built without its id
+				e.have = r.idOf(o.route)
+			}
 			delete(r.errs, p)
 			r.stats.Writes++
 		case !o.delete && !o.replace && errors.Is(res, unix.EEXIST):
 			exists = append(exists, o)
+			continue
 		default:
 			r.stats.Failures++
 			r.errs[p] = res.Error()
 			r.log.Warn("kernel rejected route", "route", o.route.String(), "delete", o.delete, "err", res)
+			continue
 		}
+		r.put(k, old, e)
 	}
 	if len(exists) > 0 {
 		r.resolveExisting(exists)
@@ -410,7 +615,7 @@ func (r *Reconciler) resolveExisting(ops []op) {
 		p := o.route.Prefix
 		proto, ok := owners[p]
 		if ok && proto == int(r.cfg.Protocol) {
-			retry = append(retry, op{route: o.route, replace: true})
+			retry = append(retry, op{route: o.route, hops: o.hops, replace: true})
 			continue
 		}
 		r.stats.Failures++
@@ -429,23 +634,32 @@ func (r *Reconciler) requestResync() {
 	}
 }
 
-// Snapshot returns every desired and stale route with its kernel state,
-// sorted by prefix.
+// Snapshot returns every desired, stale and refused route with its kernel
+// state, sorted by prefix. It walks the whole table: for listings, not for
+// counts (see Summary).
 func (r *Reconciler) Snapshot() []RouteState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]RouteState, 0, len(r.desired)+len(r.stale))
-	for p, d := range r.desired {
-		kind := KindLearned
-		if d.Blackhole {
-			kind = KindBlackhole
+	out := make([]RouteState, 0, len(r.table)+len(r.refused))
+	for k, e := range r.table {
+		p := k.prefix()
+		switch {
+		case e.want != noHops:
+			kind := KindLearned
+			if e.want == blackholeHops {
+				kind = KindBlackhole
+			}
+			msg := r.errs[p]
+			if note := r.nhNotes[p]; note != "" {
+				msg = strings.TrimPrefix(msg+"; "+note, "; ")
+			}
+			out = append(out, RouteState{Route: r.route(p, e.want), Kind: kind, InKernel: e.have == e.want, Error: msg})
+		case e.flags&flagStale != 0:
+			out = append(out, RouteState{Route: r.route(p, e.have), Kind: KindStale, InKernel: e.have != noHops})
 		}
-		have, ok := r.kernel[p]
-		out = append(out, RouteState{Route: d, Kind: kind, InKernel: ok && have.Equal(d), Error: r.errs[p]})
 	}
-	for p := range r.stale {
-		have, ok := r.kernel[p]
-		out = append(out, RouteState{Route: have, Kind: KindStale, InKernel: ok})
+	for _, rt := range r.refused {
+		out = append(out, RouteState{Route: rt, Kind: KindLearned, Error: "refused: " + r.nhNotes[rt.Prefix]})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Route.Prefix, out[j].Route.Prefix
@@ -457,11 +671,23 @@ func (r *Reconciler) Snapshot() []RouteState {
 	return out
 }
 
+// Summary returns the running counts.
+func (r *Reconciler) Summary() Summary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Summary{
+		Learned: r.counts.learned, Blackholes: r.counts.blackholes, Stale: r.counts.stale,
+		InKernel: r.counts.inKernel, Failed: len(r.errs), Refused: len(r.refused),
+	}
+}
+
 // Stats returns a copy of the counters.
 func (r *Reconciler) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.stats
+	st := r.stats
+	st.Notices = r.notices.Load()
+	return st
 }
 
 // RemoveAll deletes every route of ours from the kernel and forgets the
@@ -469,16 +695,28 @@ func (r *Reconciler) Stats() Stats {
 func (r *Reconciler) RemoveAll() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ops := make([]op, 0, len(r.kernel))
-	for _, have := range r.kernel {
-		ops = append(ops, op{route: have, delete: true})
+	var ops []op
+	for k, e := range r.table {
+		if e.have != noHops {
+			ops = append(ops, op{route: r.route(k.prefix(), e.have), delete: true})
+		}
+		// Keep only what the kernel holds, as unwanted and not stale, so
+		// the deletions below are recorded.
+		r.put(k, e, entry{have: e.have})
 	}
-	r.desired = map[netip.Prefix]Route{}
 	r.own = map[netip.Prefix]bool{}
-	r.stale = map[netip.Prefix]struct{}{}
+	r.refused = map[netip.Prefix]Route{}
+	r.nhNotes = map[netip.Prefix]string{}
 	r.applyLocked(ops)
-	if len(r.kernel) > 0 {
-		return fmt.Errorf("%d routes could not be removed", len(r.kernel))
+	if n := len(r.table); n > 0 {
+		return fmt.Errorf("%d routes could not be removed", n)
 	}
 	return nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }

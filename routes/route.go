@@ -22,13 +22,28 @@ type Route struct {
 
 // normalize returns r with a masked prefix and sorted, de-duplicated next
 // hops, so that two routes meaning the same thing compare equal.
+//
+// Next hops that are already sorted and distinct (one next hop, the usual
+// case) are not copied.
 func (r Route) normalize() Route {
 	n := Route{Prefix: r.Prefix.Masked(), Blackhole: r.Blackhole}
-	if !r.Blackhole {
-		n.NextHops = slices.Clone(r.NextHops)
-		slices.SortFunc(n.NextHops, func(a, b netip.Addr) int { return a.Compare(b) })
-		n.NextHops = slices.Compact(n.NextHops)
+	if r.Blackhole {
+		return n
 	}
+	sorted := true
+	for i := 1; i < len(r.NextHops); i++ {
+		if r.NextHops[i-1].Compare(r.NextHops[i]) >= 0 {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		n.NextHops = r.NextHops
+		return n
+	}
+	n.NextHops = slices.Clone(r.NextHops)
+	slices.SortFunc(n.NextHops, func(a, b netip.Addr) int { return a.Compare(b) })
+	n.NextHops = slices.Compact(n.NextHops)
 	return n
 }
 

@@ -23,13 +23,16 @@ type fakeDaemon struct {
 	status *api.GetStatusResponse
 	routes *api.ListRoutesResponse
 	err    error
+	// summaryOnly records the last ListRoutes request's flag.
+	summaryOnly bool
 }
 
 func (f *fakeDaemon) GetStatus(context.Context, *api.GetStatusRequest) (*api.GetStatusResponse, error) {
 	return f.status, f.err
 }
 
-func (f *fakeDaemon) ListRoutes(context.Context, *api.ListRoutesRequest) (*api.ListRoutesResponse, error) {
+func (f *fakeDaemon) ListRoutes(_ context.Context, req *api.ListRoutesRequest) (*api.ListRoutesResponse, error) {
+	f.summaryOnly = req.GetSummaryOnly()
 	return f.routes, f.err
 }
 
@@ -223,5 +226,24 @@ func TestVersionCommand(t *testing.T) {
 func TestDefaultSocket(t *testing.T) {
 	if got := newRootCommand(func(string) string { return "" }).PersistentFlags().Lookup("socket").DefValue; got != defaultSocket {
 		t.Errorf("default --socket = %q, want %q", got, defaultSocket)
+	}
+}
+
+// routes --summary asks the daemon for the counts only and prints them.
+func TestRoutesSummary(t *testing.T) {
+	d := &fakeDaemon{routes: &api.ListRoutesResponse{Summary: &api.RouteSummary{
+		Learned: 100000, Blackholes: 2, InKernel: 99999, Refused: 3, Originated: 2}}}
+	path := serveFake(t, d)
+	out, err := runCLI(t, nil, "--socket", path, "routes", "--summary")
+	if err != nil {
+		t.Fatalf("routes --summary: %v", err)
+	}
+	if !d.summaryOnly {
+		t.Error("routes --summary did not ask for the summary only")
+	}
+	for _, want := range []string{"learned routes:   100000 (3 not in the kernel as wanted)", "own blackholes:   2", "refused next hop: 3", "originated:       2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

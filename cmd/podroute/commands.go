@@ -53,23 +53,29 @@ func newPeersCommand(opts *options) *cobra.Command {
 }
 
 func newRoutesCommand(opts *options) *cobra.Command {
-	return &cobra.Command{
+	var summary bool
+	cmd := &cobra.Command{
 		Use:   "routes",
 		Short: "Show the routes podrouted keeps in the kernel and whether each is there",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return opts.callDaemon(cmd.Context(), func(ctx context.Context, c api.StatusClient) error {
-				resp, err := c.ListRoutes(ctx, &api.ListRoutesRequest{})
+				resp, err := c.ListRoutes(ctx, &api.ListRoutesRequest{SummaryOnly: summary})
 				if err != nil {
 					return err
 				}
 				if opts.output == outputJSON {
 					return writeJSON(cmd.OutOrStdout(), resp)
 				}
+				if summary {
+					return renderRouteSummary(cmd.OutOrStdout(), resp.GetSummary())
+				}
 				return renderRoutes(cmd.OutOrStdout(), resp)
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&summary, "summary", false, "only the counts (answered without listing the table, fast at any size)")
+	return cmd
 }
 
 func newVersionCommand() *cobra.Command {

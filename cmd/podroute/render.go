@@ -120,6 +120,19 @@ func renderRoutes(w io.Writer, resp *api.ListRoutesResponse) error {
 	return err
 }
 
+// renderRouteSummary prints the table's counts.
+func renderRouteSummary(w io.Writer, s *api.RouteSummary) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "learned routes:   %d (%d not in the kernel as wanted)\n", s.GetLearned(), s.GetLearned()+s.GetBlackholes()-min(s.GetInKernel(), s.GetLearned()+s.GetBlackholes()))
+	fmt.Fprintf(&b, "own blackholes:   %d\n", s.GetBlackholes())
+	fmt.Fprintf(&b, "stale (kept):     %d\n", s.GetStale())
+	fmt.Fprintf(&b, "kernel rejected:  %d\n", s.GetFailed())
+	fmt.Fprintf(&b, "refused next hop: %d\n", s.GetRefused())
+	fmt.Fprintf(&b, "originated:       %d\n", s.GetOriginated())
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
 // writeJSON prints a response as protojson, with the field names written in
 // podroute.proto (router_id, not routerId) so that the .proto documents the
 // JSON too. As usual for proto3 JSON, false, zero and empty fields are left

@@ -33,7 +33,7 @@ func newStatusCollector(s *statusServer) *statusCollector {
 		peerAccepted:   d("bgp_peer_prefixes_accepted", "Prefixes from the peer accepted by the import policy.", "peer"),
 		routesDesired:  d("routes_desired", "Routes podroute wants in the kernel, by kind.", "kind"),
 		routesInKernel: d("routes_in_kernel", "Desired routes that are in the kernel."),
-		routeErrors:    d("routes_errors", "Desired routes the kernel rejected."),
+		routeErrors:    d("routes_errors", "Learned routes the kernel rejected or podroute refused for their next hops."),
 		synced:         d("table_synced", "1 once the table was re-learned after start and stale routes swept."),
 		writes:         d("route_writes_total", "Kernel route writes."),
 		deletes:        d("route_deletes_total", "Kernel route deletions."),
@@ -65,22 +65,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.peerAccepted, prometheus.GaugeValue, float64(p.Accepted), addr)
 		}
 	}
-	kinds := map[string]float64{}
-	var inKernel, errs float64
-	for _, r := range c.status.routes.Snapshot() {
-		kinds[string(r.Kind)]++
-		if r.InKernel {
-			inKernel++
-		}
-		if r.Error != "" {
-			errs++
-		}
+	// Running totals: a scrape never walks the route table.
+	sum := c.status.routes.Summary()
+	for k, n := range map[string]int{"learned": sum.Learned, "blackhole": sum.Blackholes, "stale": sum.Stale} {
+		ch <- prometheus.MustNewConstMetric(c.routesDesired, prometheus.GaugeValue, float64(n), k)
 	}
-	for k, n := range kinds {
-		ch <- prometheus.MustNewConstMetric(c.routesDesired, prometheus.GaugeValue, n, k)
-	}
-	ch <- prometheus.MustNewConstMetric(c.routesInKernel, prometheus.GaugeValue, inKernel)
-	ch <- prometheus.MustNewConstMetric(c.routeErrors, prometheus.GaugeValue, errs)
+	ch <- prometheus.MustNewConstMetric(c.routesInKernel, prometheus.GaugeValue, float64(sum.InKernel))
+	ch <- prometheus.MustNewConstMetric(c.routeErrors, prometheus.GaugeValue, float64(sum.Failed+sum.Refused))
 	synced := 0.0
 	if c.status.routes.Synced() {
 		synced = 1

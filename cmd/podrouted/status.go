@@ -75,9 +75,18 @@ func peerToAPI(p bgp.PeerStatus, localASN uint32) *api.Peer {
 	return out
 }
 
-func (s *statusServer) ListRoutes(context.Context, *api.ListRoutesRequest) (*api.ListRoutesResponse, error) {
+func (s *statusServer) ListRoutes(_ context.Context, req *api.ListRoutesRequest) (*api.ListRoutesResponse, error) {
+	sum := s.routes.Summary()
+	resp := &api.ListRoutesResponse{Summary: &api.RouteSummary{
+		Learned: uint64(sum.Learned), Blackholes: uint64(sum.Blackholes), Stale: uint64(sum.Stale),
+		InKernel: uint64(sum.InKernel), Failed: uint64(sum.Failed), Refused: uint64(sum.Refused),
+		Originated: uint64(len(s.speaker.Originated())),
+	}}
+	if req.GetSummaryOnly() {
+		return resp, nil
+	}
 	snap := s.routes.Snapshot()
-	resp := &api.ListRoutesResponse{Routes: make([]*api.Route, 0, len(snap))}
+	resp.Routes = make([]*api.Route, 0, len(snap))
 	for _, r := range snap {
 		resp.Routes = append(resp.Routes, &api.Route{
 			Prefix:   r.Route.Prefix.String(),

@@ -209,11 +209,16 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// buildBinaries finds podrouted and the podroute CLI (testenv.Binaries).
+// buildBinaries finds podrouted, the podroute CLI and the gobgp CLI
+// (testenv.Binaries).
 func (l *lab) buildBinaries() {
 	l.bin = testenv.Binary(l.t, "podrouted")
 	l.cli = testenv.Binary(l.t, "podroute")
+	gobgpCLI = testenv.Binary(l.t, "gobgp")
 }
+
+// gobgpCLI is the gobgp CLI at the GoBGP version podrouted embeds.
+var gobgpCLI string
 
 func (l *lab) startFRR(spec frr.RouterSpec) *frr.Router {
 	t := l.t
@@ -600,11 +605,7 @@ type gobgpNeighbor struct {
 }
 
 func gobgpPeer(n *labNode, addr string) (gobgpNeighbor, error) {
-	gobgp, err := exec.LookPath("gobgp")
-	if err != nil {
-		return gobgpNeighbor{}, err
-	}
-	out, err := n.ns.Command(gobgp, "-u", "127.0.0.1", "-p", "50051", "neighbor", addr, "-j").Output()
+	out, err := n.ns.Command(gobgpCLI, "-u", "127.0.0.1", "-p", "50051", "neighbor", addr, "-j").Output()
 	if err != nil {
 		return gobgpNeighbor{}, fmt.Errorf("gobgp neighbor %s on %s: %w", addr, n.name, err)
 	}
