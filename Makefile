@@ -4,7 +4,7 @@ GO          ?= go
 BIN         := bin
 GOTESTFLAGS ?=
 # Debian packages the tests and the lab use; installed when missing.
-DEB_PACKAGES := frr iproute2 iputils-ping tcpdump procps containernetworking-plugins
+DEB_PACKAGES := frr bird2 iproute2 iputils-ping tcpdump procps containernetworking-plugins
 
 .PHONY: all build deps test unit bench lab lab-kubernetes lab-status lab-down vet clean
 
@@ -44,7 +44,7 @@ TEST_LOG ?= test-output.log
 test: deps k8s-tools vet
 	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./...   (full output: $(TEST_LOG))"
 	@$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./... > $(TEST_LOG) 2>&1; status=$$?; \
-	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|e2e|e2e_kubernetes|kubernetes|cni|restart)_test\.go:[0-9]+: ' $(TEST_LOG) \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|e2e|e2e_kubernetes|kubernetes|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
 		| grep -v -e 'log (tail)' -e 'log (last' ; \
 	if [ $$status -ne 0 ]; then echo "=== tests failed; the end of $(TEST_LOG):"; tail -n 300 $(TEST_LOG); fi; \
 	exit $$status
@@ -58,8 +58,6 @@ unit:
 # prefixes) for podrouted beside BIRD 2, with peak RSS and single-prefix
 # latency (root).
 bench: deps
-	@dpkg-query -W -f='$${Status}' bird2 2>/dev/null | grep -q "ok installed" || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bird2; }
 	$(GO) test -run XXX -bench Install -benchtime 1x -count=1 ./routes/
 	$(GO) test -run '^$$' -bench BGPToKernel -benchtime 1x -count=1 ./testbed/bgpbench/
 

@@ -4,6 +4,8 @@
 //	netns         namespaces, veth links and bridges, processes stopped by
 //	              PID, run IDs and the Cleanup stack (the plumbing)
 //	frr           the FRR router driver: frr.conf, daemons, JSON state
+//	bird          the BIRD 2 router driver: bird.conf, one process per
+//	              namespace, state parsed from birdc's replies
 //	topology      the topology model and its address plan (pure data)
 //	lab           the lab itself: up, attach, down, state, pods through
 //	              podroute-cni, Kubernetes mode, observation, faults
@@ -19,11 +21,12 @@
 //	tools         a separate Go module that builds the Kubernetes binaries
 //
 // Imports go one way: netns <- frr <- topology <- lab <- k8s, and the test
-// packages on top. cmd/podroute-lab is a thin CLI over lab, topology and
-// containerlab.
+// packages on top; bird needs only netns. cmd/podroute-lab is a thin CLI
+// over lab, topology and containerlab.
 //
 // What every package here must not touch: the machine's own (root) network
-// namespace, and any process, namespace or FRR instance it did not create.
+// namespace, and any process, namespace, FRR or BIRD instance it did not
+// create.
 // Every address, route and link lives inside a namespace the lab created,
 // and every name carries a run ID so that two labs or test runs never
 // collide.

@@ -2,7 +2,6 @@ package bgpbench
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/podroute/podroute/config"
 	"github.com/podroute/podroute/internal/testutil"
+	"github.com/podroute/podroute/testbed/bird"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 	"github.com/podroute/podroute/testbed/testenv"
@@ -154,7 +154,7 @@ func skipUnlessBGPBenchMachine(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("skipping: needs root to create network namespaces")
 	}
-	for _, bin := range []string{frr.DaemonDir + "/bgpd", frr.DaemonDir + "/zebra", "/usr/sbin/bird"} {
+	for _, bin := range []string{frr.DaemonDir + "/bgpd", frr.DaemonDir + "/zebra", bird.Binary, bird.Birdc} {
 		if _, err := os.Stat(bin); err != nil {
 			b.Skipf("skipping: needs FRR and BIRD 2 (apt-get install frr bird2): %v", err)
 		}
@@ -492,46 +492,20 @@ func (l *bgpBenchLab) startPodrouted(b *testing.B, bin string) {
 func (l *bgpBenchLab) startBird(b *testing.B) {
 	b.Helper()
 	r := l.bird
-	conf := fmt.Sprintf(`log stderr { info, remote, warning, error, auth, fatal, bug };
-router id %[1]s;
-protocol device { }
-protocol kernel {
-	ipv4 { import none; export all; };
-	merge paths on;
-}
-protocol bgp frr {
-	local %[1]s as %[2]d;
-	neighbor %[3]s as %[4]d;
-	passive on;
-	hold time 9;
-	keepalive time 3;
-	ipv4 { import all; export none; };
-}
-`, r.addr(), r.asn, r.peerAddr(), bgpBenchRouterAS)
-	confPath := filepath.Join(l.dir, "bird.conf")
-	sock := filepath.Join(l.dir, "bird.ctl")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	p, err := netns.StartProcess(r.ns, "bird", filepath.Join(l.dir, "bird.log"), "/usr/sbin/bird", "-f", "-c", confPath, "-s", sock)
+	// Log info and up only, as a production BIRD would.
+	conf, err := bird.Config(bird.RouterSpec{RouterID: r.addr(), ASN: r.asn, ExportToKernel: true,
+		Log: "{ info, remote, warning, error, auth, fatal, bug }",
+		Neighbors: []bird.Neighbor{{Name: "frr", Address: r.peerAddr(), ASN: bgpBenchRouterAS, LocalAddress: r.addr(),
+			Passive: true, Hold: 9, Keepalive: 3, Export: "none"}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.proc = p
-	l.c.Add("bird", func() error { return p.Stop(syscall.SIGTERM, 5*time.Second) })
-	testutil.EventuallyEvery(b, benchPollInterval, 15*time.Second, "bird up", func() error {
-		if p.Exited() {
-			data, _ := os.ReadFile(p.LogPath)
-			return fmt.Errorf("exited: %v\n%s", p.Wait(), data)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		out, err := r.ns.Exec(ctx, "birdc", "-s", sock, "show", "status")
-		if err != nil || !bytes.Contains(out, []byte("Daemon is up and running")) {
-			return fmt.Errorf("birdc show status: %v %s", err, out)
-		}
-		return nil
-	})
+	router, err := bird.Start(r.ns, filepath.Join(l.dir, "bird"), conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.proc = router.Proc
+	l.c.Add("bird", router.Stop)
 }
 
 // retire stops a measured receiver and its session, and waits until FRR

@@ -1,10 +1,14 @@
 // Package e2e holds podroute's end-to-end tests: the binaries built from
 // cmd/ (podrouted, podroute, podroute-cni) run for real in network
-// namespaces, against real FRR routers, as root.
+// namespaces, against real FRR and BIRD routers, as root.
 //
 //	core_lab_test.go        two podrouted nodes and one FRR router wired by
 //	                        hand: reachability, restart, withdrawal, hijack
 //	                        and max-prefix defences
+//	bird_lab_test.go        the same lab with BIRD 2 as the ToR: routes
+//	                        both ways, pod ping over IPv4 and IPv6
+//	md5_test.go             TCP MD5 in both directions against FRR and
+//	                        BIRD: right, wrong and missing passwords
 //	e2e_test.go             the built-in topologies brought up with lab.Up,
 //	                        as `podroute-lab up` does, and the failures a
 //	                        routed pod network must survive (figures logged
@@ -14,7 +18,7 @@
 //	cni_test.go             podroute-cni called as kubelet's runtime calls
 //	                        it, and BenchmarkCNIAddDel
 //
-// These tests span several packages (netns, frr, lab, k8s) and exercise
+// These tests span several packages (netns, frr, bird, lab, k8s) and exercise
 // the product rather than any one of them, so they have a package of their
 // own. This package has no non-test code. `make test` greps their output
 // for the figures they measure by file name (see the Makefile), so rename

@@ -41,6 +41,7 @@ type Neighbor struct {
 	Hold      int    // seconds; 0 with Keepalive 0 keeps the datacenter defaults (9s/3s)
 	Keepalive int    // seconds; 0 means Hold/3
 	Multihop  int    // ebgp-multihop TTL; 0 means directly connected
+	Passive   bool   // wait for the neighbour to connect; never connect out
 }
 
 // Config renders an integrated frr.conf. The datacenter profile has short
@@ -85,6 +86,9 @@ func Config(r RouterSpec) string {
 		}
 		if n.Multihop > 0 {
 			line(" neighbor %s ebgp-multihop %d", n.Address, n.Multihop)
+		}
+		if n.Passive {
+			line(" neighbor %s passive", n.Address)
 		}
 	}
 	for _, family := range []string{"ipv4", "ipv6"} {

@@ -10,7 +10,7 @@ func TestHarnessFRRConfig(t *testing.T) {
 		Name: "r1", ASN: 65001, RouterID: "10.0.0.1",
 		Neighbors: []Neighbor{
 			{Address: "10.0.12.2", ASN: 65002, Password: "s3cret", Keepalive: 1},
-			{Address: "2001:db8:12::2", ASN: 65002, Hold: 9, Multihop: 2},
+			{Address: "2001:db8:12::2", ASN: 65002, Hold: 9, Multihop: 2, Passive: true},
 		},
 		Networks:        []string{"10.1.0.0/24", "2001:db8:1::/64"},
 		GracefulRestart: true,
@@ -20,7 +20,7 @@ func TestHarnessFRRConfig(t *testing.T) {
 		"frr defaults datacenter\nhostname r1\n",
 		"router bgp 65001\n bgp router-id 10.0.0.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n bgp graceful-restart\n",
 		" neighbor 10.0.12.2 remote-as 65002\n neighbor 10.0.12.2 password s3cret\n neighbor 10.0.12.2 timers 1 3\n",
-		" neighbor 2001:db8:12::2 remote-as 65002\n neighbor 2001:db8:12::2 timers 3 9\n neighbor 2001:db8:12::2 ebgp-multihop 2\n",
+		" neighbor 2001:db8:12::2 remote-as 65002\n neighbor 2001:db8:12::2 timers 3 9\n neighbor 2001:db8:12::2 ebgp-multihop 2\n neighbor 2001:db8:12::2 passive\n",
 		" address-family ipv4 unicast\n  network 10.1.0.0/24\n  neighbor 10.0.12.2 activate\n  no neighbor 2001:db8:12::2 activate\n exit-address-family\n",
 		" address-family ipv6 unicast\n  network 2001:db8:1::/64\n  neighbor 2001:db8:12::2 activate\n exit-address-family\n",
 		"exit\n!\nrouter bgp 65001\n neighbor 10.0.12.2 timers connect 1\n",

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podroute/podroute/testbed/bird"
 	"github.com/podroute/podroute/testbed/frr"
 	"github.com/podroute/podroute/testbed/netns"
 )
@@ -79,6 +80,51 @@ func StartFRR(t *testing.T, c *netns.Cleanup, ns *netns.Namespace, spec frr.Rout
 		}
 	})
 	return f
+}
+
+// SkipUnlessBIRD skips tests that need Debian's BIRD 2 (bird and birdc
+// from the bird2 package; `make deps` installs it).
+func SkipUnlessBIRD(t testing.TB) {
+	t.Helper()
+	for _, bin := range []string{bird.Binary, bird.Birdc} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("skipping: needs BIRD 2 (apt-get install bird2): %v", err)
+		}
+	}
+}
+
+// StartBIRD starts a BIRD router for spec in ns, in a directory of its
+// own, and stops it with c; when the test has failed, it logs the end of
+// the router's log first.
+func StartBIRD(t testing.TB, c *netns.Cleanup, ns *netns.Namespace, spec bird.RouterSpec) *bird.Router {
+	t.Helper()
+	conf, err := bird.Config(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartBIRDConfig(t, c, ns, conf)
+}
+
+// StartBIRDConfig is StartBIRD with a bird.conf written by hand.
+func StartBIRDConfig(t testing.TB, c *netns.Cleanup, ns *netns.Namespace, conf string) *bird.Router {
+	t.Helper()
+	dir, err := os.MkdirTemp("", ns.Name+"-bird-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
+	r, err := bird.Start(ns, dir, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add("bird "+ns.Name, r.Stop)
+	// Registered after NewCleanup's, so it runs before the teardown.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s", r.LogTail(30))
+		}
+	})
+	return r
 }
 
 // ProcessGone reports whether pid has exited (or is a zombie awaiting PID 1)
