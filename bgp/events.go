@@ -35,6 +35,7 @@ func (s *Speaker) onPeerEvent(e *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 		switch {
 		case state == "Established":
 			live.eor = false
+			live.everUp = true
 			// info keeps the last notable problem (say, a max-prefix
 			// teardown) even after the session came back.
 		case old == "Established" && e.Peer.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT:

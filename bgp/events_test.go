@@ -280,3 +280,28 @@ func TestAdjInCounter(t *testing.T) {
 		t.Errorf("other peer's count = %d, want 1", n)
 	}
 }
+
+// A password-protected session that never came up is most likely a TCP
+// MD5 mismatch, which neither side can see; status says so until the
+// session has been up once.
+func TestStatusHintsAtMD5(t *testing.T) {
+	s, peer := eventSpeaker(t, time.Second)
+	p := s.peers[peer]
+	p.Password, p.Passive = "secret", true
+	s.peers[peer] = p
+	st, _ := s.PeerStatus(t.Context())
+	if len(st) != 1 || !strings.Contains(st[0].Info, "TCP MD5: no correctly signed connection from the peer") {
+		t.Fatalf("status of a passive MD5 peer never up: %+v", st)
+	}
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_ESTABLISHED, api.PeerState_ADMIN_STATE_UP), time.Now())
+	s.onPeerEvent(stateEvent(peer, gobgp.BGP_FSM_IDLE, api.PeerState_ADMIN_STATE_UP), time.Now())
+	if st, _ := s.PeerStatus(t.Context()); strings.Contains(st[0].Info, "MD5") {
+		t.Errorf("after the session was up once the hint stays: %q", st[0].Info)
+	}
+	p.Password = ""
+	s.peers[peer] = p
+	s.peerState[peer].everUp = false
+	if st, _ := s.PeerStatus(t.Context()); strings.Contains(st[0].Info, "MD5") {
+		t.Errorf("a peer without a password gets the MD5 hint: %q", st[0].Info)
+	}
+}

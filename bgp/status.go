@@ -23,6 +23,9 @@ func (s *Speaker) PeerStatus(_ context.Context) ([]PeerStatus, error) {
 		st := PeerStatus{Peer: p, State: "Idle"}
 		if live := s.peerState[addr]; live != nil {
 			st.State, st.StateSince, st.Info = live.state, live.since, live.info
+			if st.Info == "" && !live.everUp {
+				st.Info = md5Hint(p)
+			}
 		}
 		out = append(out, st)
 	}
@@ -44,4 +47,18 @@ func (s *Speaker) PeerStatus(_ context.Context) ([]PeerStatus, error) {
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Address.Compare(b.Peer.Address) })
 	return out, nil
+}
+
+// md5Hint explains a session with a TCP MD5 password that has never come
+// up. The kernel drops a segment with a missing or wrong signature
+// silently, so neither side sees a refusal; this is the likeliest cause
+// and the one worth checking first.
+func md5Hint(p Peer) string {
+	if p.Password == "" {
+		return ""
+	}
+	if p.Passive {
+		return "TCP MD5: no correctly signed connection from the peer yet (check the password on both sides)"
+	}
+	return "TCP MD5: no answer to our signed connection attempts yet (check the password on both sides)"
 }

@@ -385,6 +385,9 @@ func testMD5BothWays(t *testing.T, startRouter func(*testing.T, *netns.Cleanup, 
 			outcome = fmt.Sprintf("never Established in %v (%.1f hold times); router: %s, %s; podroute status: %s, INFO %q",
 				watched.Round(100*time.Millisecond), watched.Seconds()/md5Hold.Seconds(), rs.state, rs.detail, peer.GetState(), peer.GetInfo())
 		}
+		if !mc.wantUp && !strings.Contains(peer.GetInfo(), "TCP MD5") {
+			problems[mc.link] = append(problems[mc.link], fmt.Sprintf("podroute status INFO %q does not point at TCP MD5", peer.GetInfo()))
+		}
 		if p := problems[mc.link]; len(p) > 0 {
 			t.Errorf("%s: FAILED: %s", name(mc), strings.Join(p, "; "))
 			outcome = "FAILED: " + strings.Join(p, "; ")
