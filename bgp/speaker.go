@@ -52,7 +52,7 @@ type peerLive struct {
 	eor   bool // End-of-RIB seen since the session came up
 	// everUp: the session has been Established at least once.
 	everUp bool
-	info  string
+	info   string
 	// holdOff re-enables a peer torn down for exceeding its prefix limit;
 	// one teardown starts one timer, replacing any earlier one.
 	holdOff *time.Timer
