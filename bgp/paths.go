@@ -3,6 +3,7 @@ package bgp
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -46,6 +47,25 @@ func pathNextHop(p *apiutil.Path) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("path has no next hop attribute")
+}
+
+// advertisementPath is originPath with the advertisement's communities.
+func advertisementPath(a Advertisement) (*apiutil.Path, error) {
+	path, err := originPath(a.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Communities) > 0 {
+		path.Attrs = append(path.Attrs, bgp.NewPathAttributeCommunities(slices.Clone(a.Communities)))
+	}
+	if len(a.LargeCommunities) > 0 {
+		lc := make([]*bgp.LargeCommunity, len(a.LargeCommunities))
+		for i, c := range a.LargeCommunities {
+			lc[i] = bgp.NewLargeCommunity(c[0], c[1], c[2])
+		}
+		path.Attrs = append(path.Attrs, bgp.NewPathAttributeLargeCommunities(lc))
+	}
+	return path, nil
 }
 
 // originPath is a locally originated path for p with next hop self

@@ -27,6 +27,7 @@ var families = []family{{"v4", 32, true}, {"v6", 128, false}}
 type policyInputs struct {
 	policy    Policy
 	own       []netip.Prefix // this node's originated pod CIDRs
+	svc       []netip.Prefix // other advertised prefixes (Services)
 	protected []netip.Addr   // node, peer and local session addresses
 }
 
@@ -40,7 +41,8 @@ type policyInputs struct {
 //  3. a prefix covering a protected address: reject
 //  4. a prefix inside a pod pool: accept
 //
-// Export: our own pod CIDRs only, unless Transit.
+// Export: our own pod CIDRs and our advertisements (Services) only,
+// unless Transit.
 func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 	req := &api.SetPoliciesRequest{}
 	// GoBGP runs the import policy over locally originated paths too; our
@@ -129,6 +131,13 @@ func buildPolicies(in policyInputs) *api.SetPoliciesRequest {
 		if name := "podroute-own-" + f.name; addSet(name, ownExact) {
 			exp = append(exp, stmt("export-own-"+f.name, name, api.RouteAction_ROUTE_ACTION_ACCEPT))
 		}
+		var svcExact []*api.Prefix
+		for _, c := range filterFamily(in.svc, f.is4) {
+			svcExact = append(svcExact, exact(c))
+		}
+		if name := "podroute-advertised-" + f.name; addSet(name, svcExact) {
+			exp = append(exp, stmt("export-advertised-"+f.name, name, api.RouteAction_ROUTE_ACTION_ACCEPT))
+		}
 	}
 	if in.policy.Transit {
 		exp = append(exp, &api.Statement{Name: "transit", Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT}})
@@ -188,5 +197,6 @@ func sameInputs(a, b policyInputs) bool {
 		slices.Equal(a.policy.PodPools, b.policy.PodPools) &&
 		slices.Equal(a.policy.ProtectedAddrs, b.policy.ProtectedAddrs) &&
 		slices.Equal(a.own, b.own) &&
+		slices.Equal(a.svc, b.svc) &&
 		slices.Equal(a.protected, b.protected)
 }

@@ -31,6 +31,7 @@ type Speaker struct {
 	peers      map[netip.Addr]Peer // as applied to GoBGP
 	peerState  map[netip.Addr]*peerLive
 	originated map[netip.Prefix]*apiutil.Path
+	advertised map[netip.Prefix]advertised
 	policy     Policy
 	applied    *policyInputs // last policy pushed to GoBGP
 	isSynced   bool
@@ -43,6 +44,12 @@ type Speaker struct {
 	// up again (released); see holdOffLocked. s.mu must be held. A test
 	// replaces it.
 	setHeld func(p Peer, held bool) error
+}
+
+// advertised is an Advertisement as given to GoBGP.
+type advertised struct {
+	adv  Advertisement
+	path *apiutil.Path
 }
 
 // peerLive is what the event stream tells us about one peer.
@@ -90,6 +97,7 @@ func New(cfg Config, opts ...server.ServerOption) (*Speaker, error) {
 		peers:      map[netip.Addr]Peer{},
 		peerState:  map[netip.Addr]*peerLive{},
 		originated: map[netip.Prefix]*apiutil.Path{},
+		advertised: map[netip.Prefix]advertised{},
 		restarting: cfg.Restarting,
 	}
 	// GoBGP logs through the daemon's own slog handler, so there is one
@@ -239,7 +247,7 @@ func (s *Speaker) SetPolicy(ctx context.Context, p Policy) error {
 // applyPolicyLocked pushes the policies if their inputs changed and makes
 // GoBGP re-evaluate what it already holds.
 func (s *Speaker) applyPolicyLocked(ctx context.Context) error {
-	in := policyInputs{policy: s.policy, own: s.ownLocked(), protected: s.protectedLocked()}
+	in := policyInputs{policy: s.policy, own: s.ownLocked(), svc: s.advertisedPrefixesLocked(), protected: s.protectedLocked()}
 	if s.applied != nil && sameInputs(*s.applied, in) {
 		return nil
 	}
@@ -340,6 +348,81 @@ func (s *Speaker) SetOriginated(ctx context.Context, prefixes []netip.Prefix) er
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// SetAdvertisements makes advs the complete set of prefixes this node
+// originates besides its pod CIDRs (Services), each with its communities.
+// An advertisement whose prefix is also a pod CIDR of this node is
+// refused: one prefix has one origin.
+func (s *Speaker) SetAdvertisements(ctx context.Context, advs []Advertisement) error {
+	want := map[netip.Prefix]Advertisement{}
+	var errs []error
+	for _, a := range advs {
+		a.Prefix = a.Prefix.Masked()
+		if _, dup := want[a.Prefix]; dup {
+			errs = append(errs, fmt.Errorf("advertisement %s is listed twice", a.Prefix))
+			continue
+		}
+		want[a.Prefix] = a
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return errors.New("bgp: SetAdvertisements called before Start")
+	}
+	for p, have := range s.advertised {
+		if a, ok := want[p]; ok && a.equal(have.adv) {
+			continue
+		}
+		if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{have.path}}); err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
+			continue
+		}
+		delete(s.advertised, p)
+	}
+	for p, a := range want {
+		if _, ok := s.advertised[p]; ok {
+			continue
+		}
+		if _, own := s.originated[p]; own {
+			errs = append(errs, fmt.Errorf("advertisement %s is this node's pod CIDR; not advertised twice", p))
+			continue
+		}
+		path, err := advertisementPath(a)
+		if err == nil {
+			_, err = s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("advertise %s: %w", p, err))
+			continue
+		}
+		s.advertised[p] = advertised{adv: a, path: path}
+	}
+	if err := s.applyPolicyLocked(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Speaker) advertisedPrefixesLocked() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(s.advertised))
+	for p := range s.advertised {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, comparePrefixes)
+	return out
+}
+
+// Advertisements lists what SetAdvertisements made this node originate.
+func (s *Speaker) Advertisements() []Advertisement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Advertisement, 0, len(s.advertised))
+	for _, a := range s.advertised {
+		out = append(out, a.adv)
+	}
+	slices.SortFunc(out, func(a, b Advertisement) int { return comparePrefixes(a.Prefix, b.Prefix) })
+	return out
 }
 
 // SetPeers makes peers the complete peer set. Peers whose config did not

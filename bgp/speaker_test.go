@@ -1385,3 +1385,60 @@ func TestSettersBeforeStart(t *testing.T) {
 		t.Errorf("after SetPolicy then Start, GoBGP's v4 pool set = %v (%v), want [10.244.0.0/16]", pools, err)
 	}
 }
+
+// Advertisements (Service prefixes) are exported beside the pod CIDRs,
+// with their communities, and withdrawn when they leave the set; one
+// that names the node's own pod CIDR is refused.
+func TestAdvertisementsWithCommunities(t *testing.T) {
+	svc := netip.MustParsePrefix("10.96.0.0/16")
+	lb := netip.MustParsePrefix("192.0.2.10/32")
+	// B accepts the pools and the service ranges.
+	polB := Policy{PodPools: mustPrefixes("10.244.0.0/16", "10.96.0.0/16", "192.0.2.0/24")}
+	pr := startPair(t, Policy{PodPools: podPools}, polB, []netip.Prefix{ownA}, nil)
+	pr.a.waitEstablished(addrB)
+	advs := []Advertisement{
+		{Prefix: svc, Communities: []uint32{65001<<16 | 100}},
+		{Prefix: lb, LargeCommunities: [][3]uint32{{65001, 1, 2}}},
+	}
+	if err := pr.a.sp.SetAdvertisements(context.Background(), advs); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitLong, "B learns A's pod CIDR and both advertisements", func() error {
+		return tableEqual(pr.b.table(), via(addrA, ownA, svc, lb))
+	})
+	// The communities arrive with the paths.
+	comms := map[netip.Prefix]string{}
+	err := pr.b.sp.Server().ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: gobgp.RF_IPv4_UC},
+		func(_ gobgp.NLRI, paths []*apiutil.Path) {
+			for _, p := range paths {
+				pfx, _ := pathPrefix(p)
+				for _, a := range p.Attrs {
+					switch a := a.(type) {
+					case *gobgp.PathAttributeCommunities:
+						comms[pfx] += fmt.Sprint(a.Value)
+					case *gobgp.PathAttributeLargeCommunities:
+						for _, c := range a.Values {
+							comms[pfx] += fmt.Sprintf("%d:%d:%d", c.ASN, c.LocalData1, c.LocalData2)
+						}
+					}
+				}
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if comms[svc] != fmt.Sprint([]uint32{65001<<16 | 100}) || comms[lb] != "65001:1:2" || comms[ownA] != "" {
+		t.Errorf("communities on B = %v", comms)
+	}
+	// One withdrawn, and the pod CIDR refused as an advertisement.
+	err = pr.a.sp.SetAdvertisements(context.Background(), []Advertisement{advs[0], {Prefix: ownA}})
+	if err == nil || !strings.Contains(err.Error(), "pod CIDR") {
+		t.Errorf("advertising the pod CIDR: err %v, want a refusal", err)
+	}
+	eventually(t, waitLong, "B drops the withdrawn advertisement", func() error {
+		return tableEqual(pr.b.table(), via(addrA, ownA, svc))
+	})
+	if got := pr.a.sp.Advertisements(); len(got) != 1 || got[0].Prefix != svc {
+		t.Errorf("Advertisements() = %v, want only %s", got, svc)
+	}
+}

@@ -3,6 +3,7 @@ package bgp
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -92,4 +93,20 @@ type PeerStatus struct {
 	Advertised uint64
 	// Info is the last notable problem, such as a max-prefix teardown.
 	Info string
+}
+
+// Advertisement is a prefix this node originates besides its pod CIDRs,
+// such as a Service address or range. The export policy sends it to every
+// peer; the communities tag it, so routers can tell it from pod routes.
+type Advertisement struct {
+	Prefix netip.Prefix
+	// Communities are RFC 1997 communities, each ASN<<16 | value.
+	Communities []uint32
+	// LargeCommunities are RFC 8092 large communities (global
+	// administrator, local data 1, local data 2).
+	LargeCommunities [][3]uint32
+}
+
+func (a Advertisement) equal(b Advertisement) bool {
+	return a.Prefix == b.Prefix && slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }
