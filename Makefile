@@ -4,7 +4,7 @@ GO          ?= go
 BIN         := bin
 GOTESTFLAGS ?=
 # Debian packages the tests and the lab use; installed when missing.
-DEB_PACKAGES := frr iproute2 iputils-ping tcpdump procps containernetworking-plugins
+DEB_PACKAGES := frr iproute2 iputils-ping tcpdump procps containernetworking-plugins nftables
 
 .PHONY: all build deps test unit bench lab lab-kubernetes lab-status lab-down vet clean
 
