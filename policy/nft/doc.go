@@ -51,8 +51,8 @@
 //
 // Restarts: the table outlives podrouted. A new Programmer reads the table
 // from the kernel (`nft -j list table`) before its first Sync and reconciles
-// against it in one transaction: chains whose content digest (kept in the
-// first rule's comment) differs are flushed and rewritten, sets whose
+// against it in one transaction: chains whose content digest (kept in every
+// rule's comment) differs are flushed and rewritten, sets whose
 // elements differ are flushed and refilled, all inside that transaction, so
 // no packet ever sees a half-written or empty ruleset.
 package nft

@@ -38,7 +38,9 @@ func semanticsPolicies() []*networkingv1.NetworkPolicy {
 		{From: []networkingv1.NetworkPolicyPeer{podPeer(map[string]string{"app": "client"})},
 			Ports: []networkingv1.NetworkPolicyPort{port(corev1.ProtocolTCP, intstr.FromString("http"))}},
 		{From: []networkingv1.NetworkPolicyPeer{blockPeer("10.0.1.0/24", "10.0.1.21/32"), blockPeer("fd00:1::/64", "fd00:1::21/128")},
-			Ports: []networkingv1.NetworkPolicyPort{port(corev1.ProtocolUDP, intstr.FromInt32(5353))}},
+			// SCTP: the rule must load (sctp dport); this kernel may not
+			// have SCTP sockets to send traffic with (see TestKernelSCTP).
+			Ports: []networkingv1.NetworkPolicyPort{port(corev1.ProtocolUDP, intstr.FromInt32(5353)), port(corev1.ProtocolSCTP, intstr.FromInt32(3868))}},
 	}
 	webOut := netpol("ns-a", "web-out", map[string]string{"app": "web"}, egressOnly...)
 	webOut.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{

@@ -45,8 +45,12 @@ func parseTable(out []byte) (*State, error) {
 			if c == nil {
 				continue
 			}
-			if len(c.Rules) == 0 {
-				c.Digest = digestFromComment(r.Comment)
+			// Every rule carries the chain's digest: a rule added, removed
+			// or replaced by hand shows as a count or digest mismatch.
+			if d := digestFromComment(r.Comment); len(c.Rules) == 0 {
+				c.Digest = d
+			} else if d != c.Digest {
+				c.Digest = "mismatch"
 			}
 			// The rule text is not needed: the digest stands for it.
 			c.Rules = append(c.Rules, "")

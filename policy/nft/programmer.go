@@ -182,7 +182,7 @@ func plan(tx *knftables.Transaction, table string, cur, want *State) {
 				continue
 			}
 			w, c := want.Chains[name], cur.Chains[name]
-			if c != nil && c.Digest == w.Digest && c.Hook == w.Hook {
+			if c != nil && c.Digest == w.Digest && c.Hook == w.Hook && len(c.Rules) == len(w.Rules) {
 				continue
 			}
 			if c != nil && c.Hook != w.Hook {
@@ -195,12 +195,8 @@ func plan(tx *knftables.Transaction, table string, cur, want *State) {
 			if c != nil {
 				tx.Flush(&knftables.Chain{Name: name})
 			}
-			for i, r := range w.Rules {
-				rule := &knftables.Rule{Chain: name, Rule: r}
-				if i == 0 {
-					rule.Comment = knftables.PtrTo(w.comment())
-				}
-				tx.Add(rule)
+			for _, r := range w.Rules {
+				tx.Add(&knftables.Rule{Chain: name, Rule: r, Comment: knftables.PtrTo(w.comment())})
 			}
 		}
 	}

@@ -28,7 +28,7 @@ type Chain struct {
 	// Label names what the chain is for (a pod, a policy), for people
 	// reading `nft list`.
 	Label string
-	// Digest sums Hook, Priority and Rules; it travels in the first rule's
+	// Digest sums Hook, Priority and Rules; it travels in every rule's
 	// comment, so a restart can tell an up-to-date chain without parsing
 	// rules back.
 	Digest string
@@ -354,7 +354,7 @@ func digest(hook, prio string, rules []string) string {
 	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
-// comment is what the first rule of a chain carries: a readable label and
+// comment is what every rule of a chain carries: a readable label and
 // the digest. nftables limits comments to 128 bytes.
 func (c *Chain) comment() string {
 	label := c.Label
