@@ -30,6 +30,13 @@ type world struct {
 	allPods   []*podInfo            // every peer-eligible pod, sorted
 	localPods map[Key]*podInfo
 	problems  []Problem
+
+	// Memos: many policies name the same peers (a namespaceSelector
+	// team=x, a podSelector app=y in one namespace); each is evaluated once
+	// per Compute.
+	selMemo   map[string][]*podInfo     // selector peer -> pods
+	peerMemo  map[string][]netip.Prefix // Rule.PeerID -> Rule.Peers
+	namedMemo map[string][]NamedPort    // Rule.NamedID -> Rule.Named
 }
 
 // NamespaceNameLabel is set by the API server on every Namespace; it is
@@ -78,6 +85,9 @@ func newWorld(in Input) *world {
 		nsLabels:  map[string]labels.Set{},
 		podsInNS:  map[string][]*podInfo{},
 		localPods: map[Key]*podInfo{},
+		selMemo:   map[string][]*podInfo{},
+		peerMemo:  map[string][]netip.Prefix{},
+		namedMemo: map[string][]NamedPort{},
 	}
 	for _, ns := range in.Namespaces {
 		l := labels.Set{}
@@ -238,7 +248,7 @@ func (w *world) rule(np *networkingv1.NetworkPolicy, dir Direction, idx int, pee
 
 	// Peers: addresses, and (for egress named ports) the pods behind them.
 	r.AnyPeer = len(peers) == 0
-	var ranges []addrRange
+	var peerIDs []string
 	var peerPods []*podInfo
 	var blocks [][]addrRange // per ipBlock peer, for named ports
 	peerField := "from"
@@ -254,8 +264,8 @@ func (w *world) rule(np *networkingv1.NetworkPolicy, dir Direction, idx int, pee
 			}
 			br, ok := w.ipBlock(np, pf, p.IPBlock)
 			if ok {
-				ranges = append(ranges, br...)
 				blocks = append(blocks, br)
+				peerIDs = append(peerIDs, "block:"+rangesString(br))
 			}
 			continue
 		}
@@ -263,19 +273,33 @@ func (w *world) rule(np *networkingv1.NetworkPolicy, dir Direction, idx int, pee
 			w.problem(np, "InvalidPeer", "%s: a peer needs podSelector, namespaceSelector or ipBlock; this peer matches nothing", pf)
 			continue
 		}
-		pods, ok := w.selectPeers(np, pf, p)
+		id, pods, ok := w.selectPeers(np, pf, p)
 		if !ok {
 			continue
 		}
-		for _, pi := range pods {
-			for _, a := range pi.addrs {
-				ranges = append(ranges, addrRange{a, a})
-			}
-		}
+		peerIDs = append(peerIDs, id)
 		peerPods = append(peerPods, pods...)
 	}
 	if !r.AnyPeer {
-		r.Peers = canonicalPrefixes(ranges)
+		// Rules with the same peers, in any policy, share one PeerID and so
+		// one kernel set.
+		slices.Sort(peerIDs)
+		r.PeerID = "peers;" + strings.Join(slices.Compact(peerIDs), ";")
+		peers, ok := w.peerMemo[r.PeerID]
+		if !ok {
+			var ranges []addrRange
+			for _, br := range blocks {
+				ranges = append(ranges, br...)
+			}
+			for _, pi := range peerPods {
+				for _, a := range pi.addrs {
+					ranges = append(ranges, addrRange{a, a})
+				}
+			}
+			peers = canonicalPrefixes(ranges)
+			w.peerMemo[r.PeerID] = peers
+		}
+		r.Peers = peers
 	}
 	if !r.HasNamed {
 		return r
@@ -285,26 +309,43 @@ func (w *world) rule(np *networkingv1.NetworkPolicy, dir Direction, idx int, pee
 		for _, k := range selects {
 			r.Named = append(r.Named, resolve(w.localPods[k], names, nil)...)
 		}
-	} else {
-		switch {
-		case r.AnyPeer:
+		r.Named = sortNamed(r.Named)
+		return r
+	}
+	// Egress: per peer pod, so the same peers and names give the same set.
+	var nameIDs []string
+	for _, n := range names {
+		nameIDs = append(nameIDs, string(n.proto)+"/"+n.name)
+	}
+	slices.Sort(nameIDs)
+	peerID := r.PeerID
+	if r.AnyPeer {
+		peerID = "any"
+	}
+	r.NamedID = "named;" + peerID + ";" + strings.Join(slices.Compact(nameIDs), ",")
+	if named, ok := w.namedMemo[r.NamedID]; ok {
+		r.Named = named
+		return r
+	}
+	switch {
+	case r.AnyPeer:
+		for _, pi := range w.allPods {
+			r.Named = append(r.Named, resolve(pi, names, nil)...)
+		}
+	default:
+		for _, pi := range peerPods {
+			r.Named = append(r.Named, resolve(pi, names, nil)...)
+		}
+		// An ipBlock peer with a named port: the pods inside the block
+		// that have that port, and only their addresses inside.
+		for _, br := range blocks {
 			for _, pi := range w.allPods {
-				r.Named = append(r.Named, resolve(pi, names, nil)...)
-			}
-		default:
-			for _, pi := range peerPods {
-				r.Named = append(r.Named, resolve(pi, names, nil)...)
-			}
-			// An ipBlock peer with a named port: the pods inside the
-			// block that have that port, and only their addresses inside.
-			for _, br := range blocks {
-				for _, pi := range w.allPods {
-					r.Named = append(r.Named, resolve(pi, names, br)...)
-				}
+				r.Named = append(r.Named, resolve(pi, names, br)...)
 			}
 		}
 	}
 	r.Named = sortNamed(r.Named)
+	w.namedMemo[r.NamedID] = r.Named
 	return r
 }
 
@@ -385,24 +426,34 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	return p
 }
 
-// selectPeers returns the pods a selector peer matches.
-func (w *world) selectPeers(np *networkingv1.NetworkPolicy, field string, p networkingv1.NetworkPolicyPeer) ([]*podInfo, bool) {
+// selectPeers returns the pods a selector peer matches, and an ID that is
+// the same for every peer that means the same pods.
+func (w *world) selectPeers(np *networkingv1.NetworkPolicy, field string, p networkingv1.NetworkPolicyPeer) (string, []*podInfo, bool) {
 	podSel := labels.Everything()
 	if p.PodSelector != nil {
 		s, err := metav1.LabelSelectorAsSelector(p.PodSelector)
 		if err != nil {
 			w.problem(np, "InvalidPeer", "%s.podSelector: %v; this peer matches nothing", field, err)
-			return nil, false
+			return "", nil, false
 		}
 		podSel = s
 	}
-	namespaces := []string{np.Namespace}
+	nsSel := labels.Nothing()
+	nsID := "own=" + np.Namespace
 	if p.NamespaceSelector != nil {
-		nsSel, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
+		s, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
 		if err != nil {
 			w.problem(np, "InvalidPeer", "%s.namespaceSelector: %v; this peer matches nothing", field, err)
-			return nil, false
+			return "", nil, false
 		}
+		nsSel, nsID = s, "ns="+s.String()
+	}
+	id := "sel:" + nsID + "|pod=" + podSel.String()
+	if pods, ok := w.selMemo[id]; ok {
+		return id, pods, true
+	}
+	namespaces := []string{np.Namespace}
+	if p.NamespaceSelector != nil {
 		namespaces = nil
 		for _, ns := range w.nsNames {
 			if nsSel.Matches(w.nsLabels[ns]) {
@@ -418,7 +469,8 @@ func (w *world) selectPeers(np *networkingv1.NetworkPolicy, field string, p netw
 			}
 		}
 	}
-	return out, true
+	w.selMemo[id] = out
+	return id, out, true
 }
 
 // resolve returns the pod's addresses with the numbers its containers give
@@ -456,6 +508,14 @@ func containerPorts(pod *corev1.Pod, n namedPort) []uint16 {
 		}
 	}
 	return out
+}
+
+func rangesString(rs []addrRange) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.lo.String() + "-" + r.hi.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 func inRanges(a netip.Addr, rs []addrRange) bool {

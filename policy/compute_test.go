@@ -486,3 +486,32 @@ func TestComputeIsDeterministic(t *testing.T) {
 		t.Errorf("ports not sorted by protocol then number: %v", ra.Ports)
 	}
 }
+
+// Rules with the same peers share a PeerID (and so one kernel set), in any
+// policy; different peers never do.
+func TestComputePeerIDs(t *testing.T) {
+	res := Compute(testInput(
+		pol("ns-a", "one", web, ingressOnly...).in(peers(nsPeer(map[string]string{"team": "b"})), tcp(80)).
+			in(peers(blockPeer("10.0.0.0/8", "10.1.0.0/16"))).NetworkPolicy,
+		pol("ns-a", "two", all, ingressOnly...).in(peers(nsPeer(map[string]string{"team": "b"}))).
+			in(peers(blockPeer("10.0.0.0/8", "10.1.0.0/16"))).
+			in(peers(blockPeer("10.0.0.0/8", "10.2.0.0/16"))).
+			in(peers(nsPeer(map[string]string{"team": "a"}))).NetworkPolicy,
+	))
+	one, two := res.Policies[Key{"ns-a", "one"}], res.Policies[Key{"ns-a", "two"}]
+	if one.Ingress[0].PeerID != two.Ingress[0].PeerID || one.Ingress[1].PeerID != two.Ingress[1].PeerID {
+		t.Errorf("same peers, different IDs: %q/%q, %q/%q", one.Ingress[0].PeerID, two.Ingress[0].PeerID, one.Ingress[1].PeerID, two.Ingress[1].PeerID)
+	}
+	ids := map[string]bool{}
+	for _, r := range two.Ingress {
+		ids[r.PeerID] = true
+	}
+	if len(ids) != 4 {
+		t.Errorf("different peers share an ID: %v", ids)
+	}
+	// The ID is stable from one Compute to the next.
+	again := Compute(testInput(pol("ns-a", "one", web, ingressOnly...).in(peers(blockPeer("10.0.0.0/8", "10.1.0.0/16"))).NetworkPolicy))
+	if got := again.Policies[Key{"ns-a", "one"}].Ingress[0].PeerID; got != one.Ingress[1].PeerID {
+		t.Errorf("PeerID changed between runs: %q vs %q", got, one.Ingress[1].PeerID)
+	}
+}

@@ -116,6 +116,11 @@ type Rule struct {
 	// minus their excepts) as the fewest non-overlapping prefixes, IPv4
 	// first. Unused when AnyPeer.
 	Peers []netip.Prefix
+	// PeerID names the peer definition (selectors as the API reads them,
+	// ipBlocks as addresses): rules with the same PeerID, in any policy,
+	// have the same Peers, so the kernel keeps one set for all of them.
+	// Empty when AnyPeer.
+	PeerID string
 	// AnyPort: the rule lists no ports, so every protocol and port is
 	// allowed (ICMP too).
 	AnyPort bool
@@ -127,6 +132,10 @@ type Rule struct {
 	// destination's container ports), so Named already restricts the peer.
 	HasNamed bool
 	Named    []NamedPort
+	// NamedID is, for egress, like PeerID for Named (same peers and
+	// names, same Named); empty for ingress, whose Named depend on the
+	// policy's own pods.
+	NamedID string
 }
 
 // PortRange is First..Last of one protocol; 0..65535 is the whole protocol

@@ -29,8 +29,12 @@
 //	  map egress4/6, ingress4/6    local pod address : goto pod-<h>-out / -in
 //	  chain pod-<h>-in/-out        jump pol-<h>-in/-out per selecting policy; drop
 //	  chain pol-<h>-in/-out        one rule per rule, family and protocol; accept
-//	  set pol-<h>-in<i>-4/-6       the rule's peers (interval set of prefixes)
-//	  set pol-<h>-in<i>-n4/-n6     named ports resolved: addr . proto . port
+//	  set peer-<h>-4/-6            a peer definition's addresses (interval set:
+//	                               prefixes and ranges), shared by every rule
+//	                               with the same peers, in any policy
+//	  set named-<h>-4/-6           egress named ports resolved per peer pod:
+//	                               addr . proto . port, shared the same way
+//	  set pol-<h>-in<i>-n4/-n6     ingress named ports resolved per local pod
 //
 // Why there: pod-to-pod traffic on this node and across nodes crosses the
 // forward hook (in by one pod's host veth, out by another's or the uplink),

@@ -31,10 +31,11 @@ func TestKernelLabelChangeIsIncremental(t *testing.T) {
 	pods[len(pods)-1].labels = map[string]string{"app": "client"}
 	st := l.sync(input(pods, pols...))
 	webIn := policy.Key{Namespace: "ns-a", Name: "web-in"}
+	rule0 := policy.Compute(input(pods, pols...)).Policies[webIn].Ingress[0]
 	lines := txLines(st.Transaction)
 	want := []string{
-		fmt.Sprintf("add element inet %s %s { 10.0.1.23/32 }", DefaultTable, peerSet(webIn, policy.Ingress, 0, 4)),
-		fmt.Sprintf("add element inet %s %s { fd00:1::23/128 }", DefaultTable, peerSet(webIn, policy.Ingress, 0, 6)),
+		fmt.Sprintf("add element inet %s %s { 10.0.1.23/32 }", DefaultTable, peerSet(rule0, 4)),
+		fmt.Sprintf("add element inet %s %s { fd00:1::23/128 }", DefaultTable, peerSet(rule0, 6)),
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("remote label change sent:\n%s\nwant exactly:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
@@ -213,7 +214,7 @@ func TestKernelRestartKeepsEnforcing(t *testing.T) {
 	// set, a drop added where it does not belong. The next start repairs
 	// exactly those, in one transaction.
 	webIn := policy.Key{Namespace: "ns-a", Name: "web-in"}
-	set := peerSet(webIn, policy.Ingress, 1, 4)
+	set := peerSet(policy.Compute(in).Policies[webIn].Ingress[1], 4)
 	_, err = l.node.Exec(t.Context(), "nft", "add", "element", "inet", DefaultTable, set, "{ 10.9.9.9 }")
 	must(t, err)
 	_, err = l.node.Exec(t.Context(), "nft", "add", "rule", "inet", DefaultTable, PolicyChain(webIn, policy.Ingress), "counter")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -72,7 +73,7 @@ var (
 )
 
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	c      *netns.Cleanup
 	run    string
 	node   *netns.Namespace
@@ -87,20 +88,20 @@ func skipUnlessRoot(t testing.TB) {
 	if testing.Short() {
 		t.Skip("skipping namespace test in -short mode")
 	}
-	if tt, ok := t.(*testing.T); ok {
-		testenv.SkipUnlessLabMachine(tt, false)
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces")
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("skipping: needs nft (apt-get install nftables)")
 	}
 }
 
-func newLab(t *testing.T, pods []labPod) *lab {
+func newLab(t testing.TB, pods []labPod) *lab {
 	t.Helper()
 	skipUnlessRoot(t)
 	l := &lab{t: t, c: testenv.NewCleanup(t), run: netns.NewRunID(), pods: map[string]*netns.Namespace{}}
-	l.node = testenv.CreateNetns(t, l.c, l.run+"-node")
-	l.remote = testenv.CreateNetns(t, l.c, l.run+"-remote")
+	l.node = createNetns(t, l.c, l.run+"-node")
+	l.remote = createNetns(t, l.c, l.run+"-remote")
 	must(t, netns.Veth(l.node, "up0", l.remote, "up0", 0))
 	must(t, l.node.AddAddr("up0", "192.168.255.1/30"))
 	must(t, l.remote.AddAddr("up0", "192.168.255.2/30"))
@@ -118,7 +119,7 @@ func newLab(t *testing.T, pods []labPod) *lab {
 			must(t, l.remote.AddAddr("lo", netip.PrefixFrom(p.addr(6), 128).String()))
 			continue
 		}
-		ns := testenv.CreateNetns(t, l.c, l.run+"-"+p.name)
+		ns := createNetns(t, l.c, l.run+"-"+p.name)
 		l.pods[p.name] = ns
 		host := fmt.Sprintf("prv%d", i)
 		must(t, netns.Veth(l.node, host, ns, "eth0", 0))
@@ -137,6 +138,15 @@ func newLab(t *testing.T, pods []labPod) *lab {
 	must(t, err)
 	l.prog = prog
 	return l
+}
+
+// createNetns creates a namespace that c deletes.
+func createNetns(t testing.TB, c *netns.Cleanup, name string) *netns.Namespace {
+	t.Helper()
+	ns, err := netns.Create(name)
+	must(t, err)
+	c.Add("namespace "+name, ns.Delete)
+	return ns
 }
 
 func must(t testing.TB, err error) {

@@ -255,7 +255,10 @@ func addChain(tx *knftables.Transaction, c *Chain) {
 
 // elems adds to tx the element changes from cur (nil: a new set) to want.
 func elems(tx *knftables.Transaction, want, cur *Set) {
-	if cur != nil && cur.unsure && !sameElems(cur.Elems, want.Elems) {
+	if cur != nil && sameElems(cur.Elems, want.Elems) {
+		return // the common case: O(n) lookups, no sorting
+	}
+	if cur != nil && cur.unsure {
 		// The kernel's spelling may not match ours: start from empty.
 		flushSet(tx, want)
 		cur = nil

@@ -102,12 +102,26 @@ func dirSuffix(d policy.Direction) string {
 	return "in"
 }
 
-func peerSet(k policy.Key, d policy.Direction, rule, fam int) string {
-	return fmt.Sprintf("pol-%s-%s%d-%d", hashName(k), dirSuffix(d), rule, fam)
+// peerSet names the set of a rule's peers: by the peer definition, so
+// that every rule with the same peers shares it (a pod coming or going
+// then changes one set, not one per policy).
+func peerSet(r policy.Rule, fam int) string {
+	return fmt.Sprintf("peer-%s-%d", hashString(r.PeerID), fam)
 }
 
-func namedSet(k policy.Key, d policy.Direction, rule, fam int) string {
+// namedSet names the set of a rule's resolved named ports: shared like
+// peer sets for egress (NamedID), one per policy rule for ingress (it holds
+// the policy's own pods).
+func namedSet(k policy.Key, d policy.Direction, rule int, r policy.Rule, fam int) string {
+	if r.NamedID != "" {
+		return fmt.Sprintf("named-%s-%d", hashString(r.NamedID), fam)
+	}
 	return fmt.Sprintf("pol-%s-%s%d-n%d", hashName(k), dirSuffix(d), rule, fam)
+}
+
+func hashString(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:5])
 }
 
 var directions = []policy.Direction{policy.Ingress, policy.Egress}
@@ -196,13 +210,17 @@ func (s *State) renderPolicy(c *policy.Compiled, d policy.Direction) {
 		peerMatch := map[int]string{4: "", 6: ""}
 		if !r.AnyPeer {
 			for _, fam := range []int{4, 6} {
-				set := &Set{Name: peerSet(c.Key, d, i, fam), Type: addrType(fam), Interval: true,
-					Label: fmt.Sprintf("peers of %s %s[%d]", c.Key, d, i), Elems: map[string]string{}}
+				name := peerSet(r, fam)
+				peerMatch[fam] = addrMatch(fam, d, true) + " @" + name + " "
+				if s.Sets[name] != nil {
+					continue // shared with a rule rendered before
+				}
+				set := &Set{Name: name, Type: addrType(fam), Interval: true,
+					Label: truncate(r.PeerID, 120), Elems: map[string]string{}}
 				for _, k := range rangeKeys(r.Peers, fam) {
 					set.Elems[k] = ""
 				}
 				s.addSet(set)
-				peerMatch[fam] = addrMatch(fam, d, true) + " @" + set.Name + " "
 			}
 		}
 		fams := []int{4, 6}
@@ -222,14 +240,21 @@ func (s *State) renderPolicy(c *policy.Compiled, d policy.Direction) {
 			continue
 		}
 		for _, fam := range []int{4, 6} {
-			set := &Set{Name: namedSet(c.Key, d, i, fam), Type: addrType(fam) + " . inet_proto . inet_service",
-				Label: fmt.Sprintf("named ports of %s %s[%d]", c.Key, d, i), Elems: map[string]string{}}
-			for _, n := range r.Named {
-				if (fam == 4) == n.Addr.Is4() {
-					set.Elems[namedKey(n)] = ""
+			name := namedSet(c.Key, d, i, r, fam)
+			if s.Sets[name] == nil {
+				label := r.NamedID
+				if label == "" {
+					label = fmt.Sprintf("named ports of %s %s[%d]", c.Key, d, i)
 				}
+				set := &Set{Name: name, Type: addrType(fam) + " . inet_proto . inet_service",
+					Label: truncate(label, 120), Elems: map[string]string{}}
+				for _, n := range r.Named {
+					if (fam == 4) == n.Addr.Is4() {
+						set.Elems[namedKey(n)] = ""
+					}
+				}
+				s.addSet(set)
 			}
-			s.addSet(set)
 			// Ingress entries are per destination (the local pod), so the
 			// peer is still checked; egress entries are per peer pod.
 			pm := ""
@@ -241,7 +266,7 @@ func (s *State) renderPolicy(c *policy.Compiled, d policy.Direction) {
 				ip = "ip6"
 			}
 			// Named ports are always the destination's.
-			ch.Rules = append(ch.Rules, pm+ip+" daddr . meta l4proto . th dport @"+set.Name+" accept")
+			ch.Rules = append(ch.Rules, pm+ip+" daddr . meta l4proto . th dport @"+name+" accept")
 		}
 	}
 	s.addChain(ch)
