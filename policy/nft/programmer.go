@@ -102,6 +102,23 @@ func (p *Programmer) Sync(ctx context.Context, res *policy.Result) (Stats, error
 	return st, nil
 }
 
+// Current returns the table as last written (nil before the first Sync).
+// Callers must not change it.
+func (p *Programmer) Current() *State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current
+}
+
+// Forget makes the next Sync read the table back from the kernel and
+// repair whatever changed under it (someone's `nft` by hand): the periodic
+// resync calls it.
+func (p *Programmer) Forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.current = nil
+}
+
 // Remove deletes the table: for uninstalling podroute, never on a normal
 // stop (the rules must outlive podrouted).
 func (p *Programmer) Remove(ctx context.Context) error {
