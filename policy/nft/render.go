@@ -155,7 +155,15 @@ func Render(res *policy.Result) *State {
 			}
 		}
 	}
-	for _, lp := range res.Pods {
+	// In key order, so that if two pods ever claim one address (a stale
+	// object), the same one wins every time and Syncs do not flap.
+	podKeys := make([]policy.Key, 0, len(res.Pods))
+	for k := range res.Pods {
+		podKeys = append(podKeys, k)
+	}
+	sort.Slice(podKeys, func(i, j int) bool { return podKeys[i].String() < podKeys[j].String() })
+	for _, pk := range podKeys {
+		lp := res.Pods[pk]
 		for _, d := range directions {
 			pols := lp.Ingress
 			if d == policy.Egress {
