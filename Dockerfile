@@ -10,5 +10,7 @@ COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/podrouted ./cmd/podroute ./cmd/podroute-cni
 
 FROM debian:bookworm-slim
+# nft: NetworkPolicy is programmed into podroute's own nftables table.
+RUN apt-get update && apt-get install -y --no-install-recommends nftables && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/podrouted"]

@@ -661,6 +661,273 @@ func (x *Route) GetError() string {
 	return ""
 }
 
+type GetPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyRequest) Reset() {
+	*x = GetPolicyRequest{}
+	mi := &file_podroute_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyRequest) ProtoMessage() {}
+
+func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_podroute_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_podroute_proto_rawDescGZIP(), []int{8}
+}
+
+type GetPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False in static mode or with networkPolicy: false in the config.
+	Enforced bool `protobuf:"varint,1,opt,name=enforced,proto3" json:"enforced,omitempty"`
+	// Every local pod, as of the last successful sync.
+	Pods []*PolicyPod `protobuf:"bytes,2,rep,name=pods,proto3" json:"pods,omitempty"`
+	// What a NetworkPolicy asks that podroute cannot express (it then
+	// allows less, never more).
+	Problems []*PolicyProblem `protobuf:"bytes,3,rep,name=problems,proto3" json:"problems,omitempty"`
+	// False until the first sync after start (the kernel keeps the previous
+	// run's rules meanwhile).
+	Synced        bool `protobuf:"varint,4,opt,name=synced,proto3" json:"synced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyResponse) Reset() {
+	*x = GetPolicyResponse{}
+	mi := &file_podroute_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyResponse) ProtoMessage() {}
+
+func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_podroute_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_podroute_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetPolicyResponse) GetEnforced() bool {
+	if x != nil {
+		return x.Enforced
+	}
+	return false
+}
+
+func (x *GetPolicyResponse) GetPods() []*PolicyPod {
+	if x != nil {
+		return x.Pods
+	}
+	return nil
+}
+
+func (x *GetPolicyResponse) GetProblems() []*PolicyProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *GetPolicyResponse) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
+}
+
+type PolicyPod struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace/name
+	Pod       string   `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	Addresses []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// The NetworkPolicies isolating the pod (namespace/name); none: all
+	// traffic that way is allowed.
+	Ingress []string `protobuf:"bytes,3,rep,name=ingress,proto3" json:"ingress,omitempty"`
+	Egress  []string `protobuf:"bytes,4,rep,name=egress,proto3" json:"egress,omitempty"`
+	// nftables rules a new connection to / from the pod may walk.
+	IngressRules  uint32 `protobuf:"varint,5,opt,name=ingress_rules,json=ingressRules,proto3" json:"ingress_rules,omitempty"`
+	EgressRules   uint32 `protobuf:"varint,6,opt,name=egress_rules,json=egressRules,proto3" json:"egress_rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyPod) Reset() {
+	*x = PolicyPod{}
+	mi := &file_podroute_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyPod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyPod) ProtoMessage() {}
+
+func (x *PolicyPod) ProtoReflect() protoreflect.Message {
+	mi := &file_podroute_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyPod.ProtoReflect.Descriptor instead.
+func (*PolicyPod) Descriptor() ([]byte, []int) {
+	return file_podroute_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PolicyPod) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *PolicyPod) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *PolicyPod) GetIngress() []string {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *PolicyPod) GetEgress() []string {
+	if x != nil {
+		return x.Egress
+	}
+	return nil
+}
+
+func (x *PolicyPod) GetIngressRules() uint32 {
+	if x != nil {
+		return x.IngressRules
+	}
+	return 0
+}
+
+func (x *PolicyPod) GetEgressRules() uint32 {
+	if x != nil {
+		return x.EgressRules
+	}
+	return 0
+}
+
+type PolicyProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// namespace/name
+	Object        string `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyProblem) Reset() {
+	*x = PolicyProblem{}
+	mi := &file_podroute_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyProblem) ProtoMessage() {}
+
+func (x *PolicyProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_podroute_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyProblem.ProtoReflect.Descriptor instead.
+func (*PolicyProblem) Descriptor() ([]byte, []int) {
+	return file_podroute_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PolicyProblem) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PolicyProblem) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *PolicyProblem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PolicyProblem) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_podroute_proto protoreflect.FileDescriptor
 
 const file_podroute_proto_rawDesc = "" +
@@ -721,11 +988,30 @@ const file_podroute_proto_rawDesc = "" +
 	"\tnext_hops\x18\x02 \x03(\tR\bnextHops\x12\x1b\n" +
 	"\tin_kernel\x18\x03 \x01(\bR\binKernel\x12\x12\n" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error2\xa3\x01\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x12\n" +
+	"\x10GetPolicyRequest\"\xab\x01\n" +
+	"\x11GetPolicyResponse\x12\x1a\n" +
+	"\benforced\x18\x01 \x01(\bR\benforced\x12*\n" +
+	"\x04pods\x18\x02 \x03(\v2\x16.podroute.v1.PolicyPodR\x04pods\x126\n" +
+	"\bproblems\x18\x03 \x03(\v2\x1a.podroute.v1.PolicyProblemR\bproblems\x12\x16\n" +
+	"\x06synced\x18\x04 \x01(\bR\x06synced\"\xb5\x01\n" +
+	"\tPolicyPod\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x1c\n" +
+	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x18\n" +
+	"\aingress\x18\x03 \x03(\tR\aingress\x12\x16\n" +
+	"\x06egress\x18\x04 \x03(\tR\x06egress\x12#\n" +
+	"\ringress_rules\x18\x05 \x01(\rR\fingressRules\x12!\n" +
+	"\fegress_rules\x18\x06 \x01(\rR\vegressRules\"m\n" +
+	"\rPolicyProblem\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06object\x18\x02 \x01(\tR\x06object\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage2\xef\x01\n" +
 	"\x06Status\x12J\n" +
 	"\tGetStatus\x12\x1d.podroute.v1.GetStatusRequest\x1a\x1e.podroute.v1.GetStatusResponse\x12M\n" +
 	"\n" +
-	"ListRoutes\x12\x1e.podroute.v1.ListRoutesRequest\x1a\x1f.podroute.v1.ListRoutesResponseB&Z$github.com/podroute/podroute/api;apib\x06proto3"
+	"ListRoutes\x12\x1e.podroute.v1.ListRoutesRequest\x1a\x1f.podroute.v1.ListRoutesResponse\x12J\n" +
+	"\tGetPolicy\x12\x1d.podroute.v1.GetPolicyRequest\x1a\x1e.podroute.v1.GetPolicyResponseB&Z$github.com/podroute/podroute/api;apib\x06proto3"
 
 var (
 	file_podroute_proto_rawDescOnce sync.Once
@@ -739,7 +1025,7 @@ func file_podroute_proto_rawDescGZIP() []byte {
 	return file_podroute_proto_rawDescData
 }
 
-var file_podroute_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_podroute_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_podroute_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),   // 0: podroute.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),  // 1: podroute.v1.GetStatusResponse
@@ -749,21 +1035,29 @@ var file_podroute_proto_goTypes = []any{
 	(*ListRoutesResponse)(nil), // 5: podroute.v1.ListRoutesResponse
 	(*RouteSummary)(nil),       // 6: podroute.v1.RouteSummary
 	(*Route)(nil),              // 7: podroute.v1.Route
+	(*GetPolicyRequest)(nil),   // 8: podroute.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),  // 9: podroute.v1.GetPolicyResponse
+	(*PolicyPod)(nil),          // 10: podroute.v1.PolicyPod
+	(*PolicyProblem)(nil),      // 11: podroute.v1.PolicyProblem
 }
 var file_podroute_proto_depIdxs = []int32{
-	2, // 0: podroute.v1.GetStatusResponse.node:type_name -> podroute.v1.Node
-	3, // 1: podroute.v1.GetStatusResponse.peers:type_name -> podroute.v1.Peer
-	7, // 2: podroute.v1.ListRoutesResponse.routes:type_name -> podroute.v1.Route
-	6, // 3: podroute.v1.ListRoutesResponse.summary:type_name -> podroute.v1.RouteSummary
-	0, // 4: podroute.v1.Status.GetStatus:input_type -> podroute.v1.GetStatusRequest
-	4, // 5: podroute.v1.Status.ListRoutes:input_type -> podroute.v1.ListRoutesRequest
-	1, // 6: podroute.v1.Status.GetStatus:output_type -> podroute.v1.GetStatusResponse
-	5, // 7: podroute.v1.Status.ListRoutes:output_type -> podroute.v1.ListRoutesResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: podroute.v1.GetStatusResponse.node:type_name -> podroute.v1.Node
+	3,  // 1: podroute.v1.GetStatusResponse.peers:type_name -> podroute.v1.Peer
+	7,  // 2: podroute.v1.ListRoutesResponse.routes:type_name -> podroute.v1.Route
+	6,  // 3: podroute.v1.ListRoutesResponse.summary:type_name -> podroute.v1.RouteSummary
+	10, // 4: podroute.v1.GetPolicyResponse.pods:type_name -> podroute.v1.PolicyPod
+	11, // 5: podroute.v1.GetPolicyResponse.problems:type_name -> podroute.v1.PolicyProblem
+	0,  // 6: podroute.v1.Status.GetStatus:input_type -> podroute.v1.GetStatusRequest
+	4,  // 7: podroute.v1.Status.ListRoutes:input_type -> podroute.v1.ListRoutesRequest
+	8,  // 8: podroute.v1.Status.GetPolicy:input_type -> podroute.v1.GetPolicyRequest
+	1,  // 9: podroute.v1.Status.GetStatus:output_type -> podroute.v1.GetStatusResponse
+	5,  // 10: podroute.v1.Status.ListRoutes:output_type -> podroute.v1.ListRoutesResponse
+	9,  // 11: podroute.v1.Status.GetPolicy:output_type -> podroute.v1.GetPolicyResponse
+	9,  // [9:12] is the sub-list for method output_type
+	6,  // [6:9] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_podroute_proto_init() }
@@ -777,7 +1071,7 @@ func file_podroute_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_podroute_proto_rawDesc), len(file_podroute_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

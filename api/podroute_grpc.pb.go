@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Status_GetStatus_FullMethodName  = "/podroute.v1.Status/GetStatus"
 	Status_ListRoutes_FullMethodName = "/podroute.v1.Status/ListRoutes"
+	Status_GetPolicy_FullMethodName  = "/podroute.v1.Status/GetPolicy"
 )
 
 // StatusClient is the client API for Status service.
@@ -38,6 +39,8 @@ type StatusClient interface {
 	// ListRoutes returns the routes podrouted wants in the kernel and whether
 	// each one is there.
 	ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error)
+	// NetworkPolicy enforcement for this node's pods (Kubernetes mode).
+	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error)
 }
 
 type statusClient struct {
@@ -68,6 +71,16 @@ func (c *statusClient) ListRoutes(ctx context.Context, in *ListRoutesRequest, op
 	return out, nil
 }
 
+func (c *statusClient) GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPolicyResponse)
+	err := c.cc.Invoke(ctx, Status_GetPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StatusServer is the server API for Status service.
 // All implementations must embed UnimplementedStatusServer
 // for forward compatibility.
@@ -79,6 +92,8 @@ type StatusServer interface {
 	// ListRoutes returns the routes podrouted wants in the kernel and whether
 	// each one is there.
 	ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error)
+	// NetworkPolicy enforcement for this node's pods (Kubernetes mode).
+	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
 	mustEmbedUnimplementedStatusServer()
 }
 
@@ -94,6 +109,9 @@ func (UnimplementedStatusServer) GetStatus(context.Context, *GetStatusRequest) (
 }
 func (UnimplementedStatusServer) ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListRoutes not implemented")
+}
+func (UnimplementedStatusServer) GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPolicy not implemented")
 }
 func (UnimplementedStatusServer) mustEmbedUnimplementedStatusServer() {}
 func (UnimplementedStatusServer) testEmbeddedByValue()                {}
@@ -152,6 +170,24 @@ func _Status_ListRoutes_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Status_GetPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatusServer).GetPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Status_GetPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatusServer).GetPolicy(ctx, req.(*GetPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Status_ServiceDesc is the grpc.ServiceDesc for Status service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +202,10 @@ var Status_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRoutes",
 			Handler:    _Status_ListRoutes_Handler,
+		},
+		{
+			MethodName: "GetPolicy",
+			Handler:    _Status_GetPolicy_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -464,7 +464,10 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		delete(s.peers, p.Address)
 		s.adjIn.forget(p.Address)
 		if live := s.peerState[p.Address]; live != nil {
+			// The session is gone now, whatever GoBGP's events still
+			// have to say about it.
 			live.gobgpLimit = false
+			live.state, live.since, live.eor = "Idle", time.Now(), false
 		}
 		plan.add = append(plan.add, p)
 	}

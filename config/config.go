@@ -102,6 +102,9 @@ type Config struct {
 	// IPAMDir is podroute-cni's allocation store (empty: the plugin's
 	// default, /var/lib/podroute/ipam).
 	IPAMDir string `json:"ipamDir,omitempty"`
+	// NetworkPolicy turns enforcement of Kubernetes NetworkPolicy for this
+	// node's pods on (nil, key absent: on) or off. Kubernetes mode only.
+	NetworkPolicy *bool `json:"networkPolicy,omitempty"`
 	// Peers are the static BGP peers.
 	Peers []Peer `json:"peers,omitempty"`
 
@@ -160,6 +163,9 @@ type Peer struct {
 	// GREnabled.
 	GracefulRestart *bool `json:"gracefulRestart,omitempty"`
 }
+
+// NetworkPolicyEnabled reads NetworkPolicy (on unless set to false).
+func (c *Config) NetworkPolicyEnabled() bool { return c.NetworkPolicy == nil || *c.NetworkPolicy }
 
 // ApplyDefaults fills every unset field with its default. It only writes
 // zero-valued fields, so calling it twice changes nothing, and it never

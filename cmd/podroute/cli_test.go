@@ -25,6 +25,11 @@ type fakeDaemon struct {
 	err    error
 	// summaryOnly records the last ListRoutes request's flag.
 	summaryOnly bool
+	policy      *api.GetPolicyResponse
+}
+
+func (f *fakeDaemon) GetPolicy(context.Context, *api.GetPolicyRequest) (*api.GetPolicyResponse, error) {
+	return f.policy, f.err
 }
 
 func (f *fakeDaemon) GetStatus(context.Context, *api.GetStatusRequest) (*api.GetStatusResponse, error) {
@@ -245,5 +250,29 @@ func TestRoutesSummary(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestPolicyCommand(t *testing.T) {
+	d := &fakeDaemon{policy: &api.GetPolicyResponse{Enforced: true, Synced: true,
+		Pods: []*api.PolicyPod{
+			{Pod: "default/web-1", Addresses: []string{"10.244.1.5", "fd00:244:0:1::5"}, Ingress: []string{"default/deny-all", "default/allow-frontend"}, IngressRules: 7},
+			{Pod: "default/client", Addresses: []string{"10.244.1.6"}},
+		},
+		Problems: []*api.PolicyProblem{{Kind: "NetworkPolicy", Object: "default/odd", Reason: "UnknownPortName", Message: "port name \"metrics\" matches nothing"}},
+	}}
+	path := serveFake(t, d)
+	out, err := runCLI(t, nil, "--socket", path, "policy")
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	if f := strings.Fields(lineWith(t, out, "default/web-1")); strings.Join(f, " ") != "default/web-1 10.244.1.5,fd00:244:0:1::5 default/deny-all,default/allow-frontend 7 (open) 0" {
+		t.Errorf("pod line fields = %q", f)
+	}
+	lineWith(t, out, "UnknownPortName")
+	d.policy = &api.GetPolicyResponse{}
+	out, _ = runCLI(t, nil, "--socket", path, "policy")
+	if !strings.Contains(out, "not enforced") {
+		t.Errorf("static mode output: %q", out)
 	}
 }

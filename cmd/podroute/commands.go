@@ -78,6 +78,26 @@ func newRoutesCommand(opts *options) *cobra.Command {
 	return cmd
 }
 
+func newPolicyCommand(opts *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "policy",
+		Short: "Show, per pod on this node, the NetworkPolicies that isolate it and the rules it passes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return opts.callDaemon(cmd.Context(), func(ctx context.Context, c api.StatusClient) error {
+				resp, err := c.GetPolicy(ctx, &api.GetPolicyRequest{})
+				if err != nil {
+					return err
+				}
+				if opts.output == outputJSON {
+					return writeJSON(cmd.OutOrStdout(), resp)
+				}
+				return renderPolicy(cmd.OutOrStdout(), resp)
+			})
+		},
+	}
+}
+
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

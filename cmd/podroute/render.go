@@ -120,6 +120,45 @@ func renderRoutes(w io.Writer, resp *api.ListRoutesResponse) error {
 	return err
 }
 
+// renderPolicy prints the local pods with the policies isolating them.
+func renderPolicy(w io.Writer, resp *api.GetPolicyResponse) error {
+	var b bytes.Buffer
+	switch {
+	case !resp.GetEnforced():
+		b.WriteString("NetworkPolicy is not enforced on this node (static mode, or networkPolicy: false).\n")
+	case len(resp.GetPods()) == 0:
+		if !resp.GetSynced() {
+			b.WriteString("Not synced yet (the rules of the previous run stay in the kernel meanwhile).\n")
+		}
+		b.WriteString("No pods on this node.\n")
+	default:
+		if !resp.GetSynced() {
+			b.WriteString("Not synced yet: showing the last sync.\n")
+		}
+		names := func(ps []string) string {
+			if len(ps) == 0 {
+				return "(open)"
+			}
+			return strings.Join(ps, ",")
+		}
+		rows := make([][]string, 0, len(resp.GetPods()))
+		for _, p := range resp.GetPods() {
+			rows = append(rows, []string{p.GetPod(), orDash(strings.Join(p.GetAddresses(), ",")),
+				names(p.GetIngress()), strconv.Itoa(int(p.GetIngressRules())),
+				names(p.GetEgress()), strconv.Itoa(int(p.GetEgressRules()))})
+		}
+		writeTable(&b, []string{"POD", "ADDRESSES", "INGRESS POLICIES", "RULES", "EGRESS POLICIES", "RULES"}, rows)
+	}
+	if len(resp.GetProblems()) > 0 {
+		b.WriteString("\nNot expressible (podroute allows less, never more):\n")
+		for _, p := range resp.GetProblems() {
+			fmt.Fprintf(&b, "  %s %s: %s: %s\n", p.GetKind(), p.GetObject(), p.GetReason(), clean(p.GetMessage()))
+		}
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
 // renderRouteSummary prints the table's counts.
 func renderRouteSummary(w io.Writer, s *api.RouteSummary) error {
 	var b bytes.Buffer

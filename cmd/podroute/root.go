@@ -72,6 +72,7 @@ func newRootCommand(getenv func(string) string) *cobra.Command {
 		newPeersCommand(opts),
 		newRoutesCommand(opts),
 		newIPAMCommand(opts, getenv),
+		newPolicyCommand(opts),
 		newVersionCommand(),
 	)
 	return root

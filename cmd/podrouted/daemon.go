@@ -13,9 +13,21 @@ import (
 	"github.com/podroute/podroute/api"
 	"github.com/podroute/podroute/bgp"
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/policy/controller"
 	"github.com/podroute/podroute/routes"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
+
+// daemonExtras are the parts only Kubernetes mode has.
+type daemonExtras struct {
+	// policy enforces NetworkPolicy (nil: not enforced); it runs on its
+	// own, runDaemon only reports it.
+	policy *controller.Controller
+	// registry is where /metrics comes from; Kubernetes mode registers
+	// the policy metrics on it first (nil: a new one).
+	registry *prometheus.Registry
+}
 
 // runDaemon wires the parts together and blocks until ctx ends. leaving
 // tells, at shutdown, whether the node leaves for good (notify peers,
@@ -23,7 +35,7 @@ import (
 // states (Kubernetes mode; nil in static mode), and ready is called once
 // the table has been learned (nil: nothing to tell).
 func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leaving func() bool,
-	initial desiredNode, changes <-chan desiredNode, ready func(context.Context)) error {
+	initial desiredNode, changes <-chan desiredNode, ready func(context.Context), extras daemonExtras) error {
 	grEnabled := cfg.GracefulRestart.IsEnabled()
 	rec, err := routes.New(routes.Config{
 		Protocol:       uint8(cfg.RouteProtocol),
@@ -99,7 +111,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		pumpRoutes(ctx, speaker.Updates(), speaker.Synced(), rec, log)
 	}()
 
-	status := &statusServer{cfg: cfg, speaker: speaker, routes: rec, started: time.Now()}
+	status := &statusServer{cfg: cfg, speaker: speaker, routes: rec, policy: extras.policy, started: time.Now()}
 	// (status reads cfg for the node's identity only; peers come from the
 	// speaker.)
 	lis, err := api.Listen(cfg.GRPCSocket)
@@ -117,7 +129,11 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 	}()
 	var httpServer *http.Server
 	if cfg.MetricsAddress != "" {
-		httpServer = serveMetrics(cfg.MetricsAddress, status, log)
+		reg := extras.registry
+		if reg == nil {
+			reg = prometheus.NewRegistry()
+		}
+		httpServer = serveMetrics(cfg.MetricsAddress, status, reg, log)
 	}
 	log.Info("podrouted running", "node", cfg.NodeName, "asn", cfg.ASN, "router_id", cfg.RouterID,
 		"pod_cidrs", cfg.PodCIDRs, "peers", len(initial.Peers), "adopted_routes", adopted,

@@ -9,7 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podroute/podroute/policy/controller"
+	"github.com/podroute/podroute/policy/nft"
 
 	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/config"
@@ -123,7 +129,41 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 			}
 		}
 	}()
-	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first), changes, ready)
+	extras, err := startPolicy(ctx, cfg, rest, log)
+	if err != nil {
+		return err
+	}
+	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first), changes, ready, extras)
+}
+
+// startPolicy starts NetworkPolicy enforcement unless the config turns it
+// off. Missing nft is an error, not a warning: a cluster that believes its
+// policies hold must not run unprotected without being told.
+func startPolicy(ctx context.Context, cfg *config.Config, rest *rest.Config, log *slog.Logger) (daemonExtras, error) {
+	extras := daemonExtras{registry: prometheus.NewRegistry()}
+	if !cfg.NetworkPolicyEnabled() {
+		log.Warn("NetworkPolicy enforcement is off (networkPolicy: false): every NetworkPolicy is ignored on this node")
+		return extras, nil
+	}
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return extras, fmt.Errorf("kubernetes client for NetworkPolicy: %w", err)
+	}
+	kernel, err := nft.New(nft.Options{})
+	if err != nil {
+		return extras, fmt.Errorf("NetworkPolicy needs nftables (the nft binary, Debian package nftables) or networkPolicy: false in the config: %w", err)
+	}
+	pc, err := controller.New(controller.Options{NodeName: cfg.NodeName, Client: client, Kernel: kernel, Log: log, Registry: extras.registry})
+	if err != nil {
+		return extras, err
+	}
+	go func() {
+		if err := pc.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("NetworkPolicy controller stopped; rules already in the kernel stay", "err", err)
+		}
+	}()
+	extras.policy = pc
+	return extras, nil
 }
 
 // waitForNode waits for a desired state in which the local Node exists with

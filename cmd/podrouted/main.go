@@ -98,7 +98,7 @@ func run(args []string) int {
 	}
 
 	return runWithSignals(cfg.LogLevel, func(ctx context.Context, log *slog.Logger, leaving func() bool) error {
-		return runDaemon(ctx, cfg, log, leaving, desiredFromConfig(cfg), nil, nil)
+		return runDaemon(ctx, cfg, log, leaving, desiredFromConfig(cfg), nil, nil, daemonExtras{})
 	})
 }
 

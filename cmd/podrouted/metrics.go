@@ -89,8 +89,7 @@ func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 
 // serveMetrics serves /metrics, /healthz (the process answers) and
 // /readyz (the table has been learned) on addr.
-func serveMetrics(addr string, s *statusServer, log *slog.Logger) *http.Server {
-	reg := prometheus.NewRegistry()
+func serveMetrics(addr string, s *statusServer, reg *prometheus.Registry, log *slog.Logger) *http.Server {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newStatusCollector(s))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

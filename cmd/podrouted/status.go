@@ -8,6 +8,7 @@ import (
 	"github.com/podroute/podroute/api"
 	"github.com/podroute/podroute/bgp"
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/policy/controller"
 	"github.com/podroute/podroute/routes"
 )
 
@@ -18,6 +19,7 @@ type statusServer struct {
 	cfg     *config.Config
 	speaker *bgp.Speaker
 	routes  *routes.Reconciler
+	policy  *controller.Controller // nil: NetworkPolicy not enforced
 	started time.Time
 }
 
@@ -105,4 +107,24 @@ func addrStrings(as []netip.Addr) []string {
 		out[i] = a.String()
 	}
 	return out
+}
+
+func (s *statusServer) GetPolicy(context.Context, *api.GetPolicyRequest) (*api.GetPolicyResponse, error) {
+	if s.policy == nil {
+		return &api.GetPolicyResponse{}, nil
+	}
+	resp := &api.GetPolicyResponse{Enforced: true}
+	select {
+	case <-s.policy.Synced():
+		resp.Synced = true
+	default:
+	}
+	for _, p := range s.policy.Status() {
+		resp.Pods = append(resp.Pods, &api.PolicyPod{Pod: p.Pod, Addresses: p.Addrs, Ingress: p.Ingress, Egress: p.Egress,
+			IngressRules: uint32(p.IngressRules), EgressRules: uint32(p.EgressRules)})
+	}
+	for _, p := range s.policy.Problems() {
+		resp.Problems = append(resp.Problems, &api.PolicyProblem{Kind: p.Kind, Object: p.Object.String(), Reason: p.Reason, Message: p.Message})
+	}
+	return resp, nil
 }
