@@ -294,7 +294,10 @@ func TestMutateIsDeterministicAndKeepsFraming(t *testing.T) {
 			t.Errorf("mutation %s never chosen in 2000 draws", m.name)
 		}
 	}
-	if !bytes.Equal(base, func() []byte { b, _ := Update{NLRI: prefixes("10.244.7.0/24", "10.244.8.0/24"), NextHop: netip.MustParseAddr("172.31.9.2"), ASPath: []uint32{65099}}.Encode(); return b }()) {
+	if !bytes.Equal(base, func() []byte {
+		b, _ := Update{NLRI: prefixes("10.244.7.0/24", "10.244.8.0/24"), NextHop: netip.MustParseAddr("172.31.9.2"), ASPath: []uint32{65099}}.Encode()
+		return b
+	}()) {
 		t.Error("Mutate changed its input")
 	}
 }
