@@ -274,6 +274,7 @@ func TestMutateIsDeterministicAndKeepsFraming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	orig := slices.Clone(base)
 	kinds := map[string]int{}
 	for seed := range uint64(2000) {
 		a, ka := Mutate(rand.New(rand.NewPCG(seed, 1)), base)
@@ -294,10 +295,7 @@ func TestMutateIsDeterministicAndKeepsFraming(t *testing.T) {
 			t.Errorf("mutation %s never chosen in 2000 draws", m.name)
 		}
 	}
-	if !bytes.Equal(base, func() []byte {
-		b, _ := Update{NLRI: prefixes("10.244.7.0/24", "10.244.8.0/24"), NextHop: netip.MustParseAddr("172.31.9.2"), ASPath: []uint32{65099}}.Encode()
-		return b
-	}()) {
+	if !bytes.Equal(base, orig) {
 		t.Error("Mutate changed its input")
 	}
 }
