@@ -19,6 +19,7 @@ import (
 type wireFuzz struct {
 	mu       sync.Mutex
 	sent     int
+	sent6    int // of sent, over IPv6 sessions
 	sessions int
 	resets   int
 	outcomes map[string]int // how sessions ended
@@ -42,16 +43,21 @@ func outcomeOf(p *bgppeer.Peer) string {
 	return p.Outcome()
 }
 
-// fuzzBase is a valid UPDATE for a session from local, drawn from r:
-// a few prefixes inside the pod pool (sometimes with withdrawals), next
-// hop local.
-func fuzzBase(r *rand.Rand, local netip.Addr) []byte {
-	u := bgppeer.Update{NextHop: local, ASPath: []uint32{rawASN}, Origin: uint8(r.IntN(3))}
+// fuzzBase is a valid UPDATE of one family, drawn from r: a few
+// prefixes inside the pod pool (sometimes with withdrawals), next hop
+// the first raw address of that family (a valid third-party next hop for
+// every raw peer, so that a job's bytes depend on the seed alone).
+func fuzzBase(r *rand.Rand, ipv6 bool) []byte {
+	nh := netip.MustParseAddr("172.31.9.2")
+	if ipv6 {
+		nh = netip.MustParseAddr("fd00:31:9::2")
+	}
+	u := bgppeer.Update{NextHop: nh, ASPath: []uint32{rawASN}, Origin: uint8(r.IntN(3))}
 	if r.IntN(4) == 0 {
 		u.ASPath = append(u.ASPath, 64512+uint32(r.IntN(100)))
 	}
 	prefix := func() netip.Prefix {
-		if local.Is4() {
+		if !ipv6 {
 			bits := 24 + r.IntN(9)
 			return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(160 + r.IntN(32)), byte(r.IntN(256))}), bits).Masked()
 		}
@@ -105,18 +111,22 @@ func TestWireFuzz(t *testing.T) {
 			}
 		}
 	}()
-	jobs := make(chan int, total)
+	// Jobs by family, in proportion to the peers of each: job i is the
+	// same message in every run.
+	jobs := map[bool]chan int{false: make(chan int, total), true: make(chan int, total)}
+	total6 := total * len(l.raw6) / len(peers)
 	for i := range total {
-		jobs <- i
+		jobs[i >= total-total6] <- i
 	}
-	close(jobs)
+	close(jobs[false])
+	close(jobs[true])
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w, local := range peers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.fuzzWorker(f, &sessions[w], local, jobs, settle, deadline, seed)
+			l.fuzzWorker(f, &sessions[w], local, jobs[local.Is6()], settle, deadline, seed)
 		}()
 	}
 	finished := make(chan struct{})
@@ -184,8 +194,8 @@ func TestWireFuzz(t *testing.T) {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t.Logf("wire fuzz: %d mutated UPDATEs (seed %d) from %d peers in %v over %d sessions; %d sessions reset by podrouted: %s",
-		f.sent, seed, len(peers), took.Round(time.Millisecond), f.sessions, f.resets, counts(f.outcomes))
+	t.Logf("wire fuzz: %d mutated UPDATEs (seed %d; %d IPv6) from %d peers (%d IPv6) in %v over %d sessions; %d sessions reset by podrouted: %s",
+		f.sent, seed, f.sent6, len(peers), len(l.raw6), took.Round(time.Millisecond), f.sessions, f.resets, counts(f.outcomes))
 	var parts []string
 	for k, n := range f.kinds {
 		parts = append(parts, fmt.Sprintf("%s %d/%d", k, f.resetBy[k], n))
@@ -238,10 +248,13 @@ func (l *hostileLab) fuzzWorker(f *wireFuzz, session **bgppeer.Peer, local netip
 		}
 		p := *session
 		r := rand.New(rand.NewPCG(seed, uint64(job)))
-		msg, kinds := bgppeer.Mutate(r, fuzzBase(r, local))
+		msg, kinds := bgppeer.Mutate(r, fuzzBase(r, local.Is6()))
 		err := p.Send(msg)
 		f.add(func() {
 			f.sent++
+			if local.Is6() {
+				f.sent6++
+			}
 			for _, k := range kinds {
 				f.kinds[k]++
 			}
