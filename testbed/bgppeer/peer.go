@@ -83,7 +83,6 @@ type Peer struct {
 	closedAt    time.Time
 	closeErr    error
 	sent        map[uint8]int
-	noteSent    *Notification
 	// keepRecvUpdates bounds memory in floods: received UPDATEs are
 	// counted but their bytes kept only for the first few.
 	keepRecvUpdates int
@@ -402,11 +401,7 @@ func (p *Peer) SendMany(msgs [][]byte, batchBytes int) (int, error) {
 // SendNotification sends a NOTIFICATION and closes the connection, as
 // RFC 4271 has it.
 func (p *Peer) SendNotification(n Notification) error {
-	err := p.Send(n.Encode())
-	p.mu.Lock()
-	p.noteSent = &n
-	p.mu.Unlock()
-	return errors.Join(err, p.Close())
+	return errors.Join(p.Send(n.Encode()), p.Close())
 }
 
 // Close closes the connection (without a NOTIFICATION) and waits for the
