@@ -14,15 +14,19 @@
 //	k8s           a real control plane (etcd, kube-apiserver,
 //	              kube-controller-manager) for tests and Kubernetes mode
 //	testenv       helpers for tests that build lab parts by hand
+//	bgppeer       a scriptable raw BGP peer for tests: any bytes, well-formed
+//	              or not, after a real OPEN/KEEPALIVE exchange; records the
+//	              NOTIFICATIONs it gets back
 //	e2e           end-to-end tests: the routing core, the built-in
-//	              topologies, Kubernetes mode, podroute-cni
+//	              topologies, Kubernetes mode, podroute-cni, hostile peers
 //	kubetest      Kubernetes-mode tests against a hand-built lab
 //	bgpbench      the BGP-to-kernel benchmark (podrouted beside BIRD)
 //	tools         a separate Go module that builds the Kubernetes binaries
 //
 // Imports go one way: netns <- frr <- topology <- lab <- k8s, and the test
-// packages on top; bird needs only netns. cmd/podroute-lab is a thin CLI
-// over lab, topology and containerlab.
+// packages on top; bird needs only netns; bgppeer stands alone (it knows no
+// namespaces). cmd/podroute-lab is a thin CLI over lab, topology and
+// containerlab.
 //
 // What every package here must not touch: the machine's own (root) network
 // namespace, and any process, namespace, FRR or BIRD instance it did not

@@ -17,6 +17,12 @@
 //	                        `make k8s-tools`)
 //	cni_test.go             podroute-cni called as kubelet's runtime calls
 //	                        it, and BenchmarkCNIAddDel
+//	hostile_lab_test.go     one podrouted node between FRR and a raw BGP
+//	                        peer (testbed/bgppeer) that misbehaves
+//	malformed_test.go       malformed messages from a configured peer
+//	maxprefix_flood_test.go a peer that floods past its limit and comes
+//	                        straight back, again and again
+//	wirefuzz_test.go        mutated UPDATEs from many peers at once
 //
 // These tests span several packages (netns, frr, bird, lab, k8s) and exercise
 // the product rather than any one of them, so they have a package of their
