@@ -372,6 +372,8 @@ func TestParseRejectsUnknownKeys(t *testing.T) {
 	}{
 		{"top level", "nodeName: a\nbogusKey: 1\n", "bogusKey", "unknown key"},
 		{"in a peer", "peers:\n- address: 192.0.2.1\n  adress: 192.0.2.2\n", "peers[0].adress", "unknown key"},
+		{"empty key at the top", "\"\": 1\nnodeName: a\n", "(top level)", "an empty key"},
+		{"empty key in a peer", "peers:\n- \"\": 1\n", "peers[0]", "an empty key"},
 		{"wrong case", "routerId: 192.0.2.1\n", "routerId", `did you mean "routerID"`},
 		{"nested wrong case", "gracefulRestart:\n  restarttime: 9s\n", "gracefulRestart.restarttime", `"restartTime"`},
 	}

@@ -199,7 +199,7 @@ func (s *shapeChecker) check(path string, v any, t reflect.Type) any {
 		for _, key := range slices.Sorted(maps.Keys(m)) {
 			ft, known := fields[key]
 			if !known {
-				s.problems = append(s.problems, unknownKey(join(path, key), key, fields))
+				s.problems = append(s.problems, unknownKey(path, key, fields))
 				continue
 			}
 			// A key whose value is left out (or null) is dropped, which
@@ -346,19 +346,30 @@ func isSecret(path string) bool {
 	return path == "password" || strings.HasSuffix(path, ".password")
 }
 
-func unknownKey(path, key string, fields map[string]reflect.Type) *FieldError {
-	for name := range fields {
-		if strings.EqualFold(name, key) {
-			return &FieldError{Field: path, Value: key,
-				Allowed: fmt.Sprintf("unknown key; keys are case-sensitive, did you mean %q?", name)}
-		}
-	}
+// unknownKey reports key, found in the mapping at parent, which has no
+// field of that name.
+func unknownKey(parent, key string, fields map[string]reflect.Type) *FieldError {
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	return &FieldError{Field: path, Value: key,
+	if key == "" {
+		// An empty key has no path of its own: name the mapping it is in.
+		where := parent
+		if where == "" {
+			where = "(top level)"
+		}
+		return &FieldError{Field: where, Value: "",
+			Allowed: "an empty key; known keys here: " + strings.Join(names, ", ")}
+	}
+	for _, name := range names {
+		if strings.EqualFold(name, key) {
+			return &FieldError{Field: join(parent, key), Value: key,
+				Allowed: fmt.Sprintf("unknown key; keys are case-sensitive, did you mean %q?", name)}
+		}
+	}
+	return &FieldError{Field: join(parent, key), Value: key,
 		Allowed: "unknown key; known keys here: " + strings.Join(names, ", ")}
 }
 
