@@ -28,7 +28,7 @@ func (s *Speaker) onPeerEvent(e *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 		return
 	}
 	old := live.state
-	var maxPrefixTeardown bool
+	var maxPrefixTeardown, lost bool
 	if old != state {
 		live.state = state
 		live.since = time.Now()
@@ -36,12 +36,16 @@ func (s *Speaker) onPeerEvent(e *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 		case state == "Established":
 			live.eor = false
 			live.everUp = true
+			live.retains = retainsRoutes(e.Peer.State.RemoteCap, addr)
 			// info keeps the last notable problem (say, a max-prefix
 			// teardown) even after the session came back.
 		case old == "Established" && e.Peer.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT:
 			maxPrefixTeardown = true
-		case old == "Established" && e.Peer.State.DisconnectMessage != "":
-			live.info = fmt.Sprintf("session down: %s", e.Peer.State.DisconnectMessage)
+		case old == "Established":
+			if e.Peer.State.DisconnectMessage != "" {
+				live.info = fmt.Sprintf("session down: %s", e.Peer.State.DisconnectMessage)
+			}
+			lost = e.Peer.State.AdminState == api.PeerState_ADMIN_STATE_UP && lostByFailure(e.Peer.State.DisconnectReason)
 		}
 	}
 	if old == "Established" && state != old {
@@ -51,6 +55,11 @@ func (s *Speaker) onPeerEvent(e *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 	p, configured := s.peers[addr]
 	if maxPrefixTeardown && configured {
 		s.holdOffLocked(addr, p, live)
+	}
+	if lost && configured && s.cfg.FastReconnect && !(p.GracefulRestart && live.retains) && live.holdOff == nil &&
+		time.Since(live.lastFast) > fastReconnectDamping {
+		live.lastFast = time.Now()
+		go s.fastReconnect(p)
 	}
 	s.mu.Unlock()
 	if old != state && (old == "Established" || state == "Established") {
@@ -111,6 +120,63 @@ func (s *Speaker) holdOffLocked(addr netip.Addr, p Peer, live *peerLive) {
 			s.log.Warn("drop the routes of a peer past its prefix limit", "peer", addr, "err", err)
 		}
 	}()
+}
+
+// fastReconnectDamping bounds fast reconnects: a peer whose session keeps
+// failing is left to GoBGP's own pace (5 s idle, then connect retries).
+const fastReconnectDamping = 30 * time.Second
+
+// lostByFailure tells a session lost to the network or the peer (hold
+// timer, connection reset, the peer restarting) from one we or our
+// configuration ended.
+func lostByFailure(r api.PeerState_DisconnectReason) bool {
+	switch r {
+	case api.PeerState_DISCONNECT_REASON_ADMIN_DOWN, api.PeerState_DISCONNECT_REASON_DECONFIGURED,
+		api.PeerState_DISCONNECT_REASON_HARD_RESET:
+		return false
+	}
+	return true
+}
+
+// retainsRoutes reports whether the peer's OPEN listed the family of its
+// address in its graceful-restart capability: then GoBGP keeps the
+// peer's routes, marked stale, when the session is lost (RFC 4724), and
+// the peer must not be re-created (that would drop them).
+func retainsRoutes(caps []bgp.ParameterCapabilityInterface, peer netip.Addr) bool {
+	want := bgp.RF_IPv4_UC
+	if peer.Is6() {
+		want = bgp.RF_IPv6_UC
+	}
+	for _, c := range caps {
+		gr, ok := c.(*bgp.CapGracefulRestart)
+		if !ok {
+			continue
+		}
+		for _, t := range gr.Tuples {
+			if bgp.NewFamily(t.AFI, t.SAFI) == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fastReconnect re-creates p in GoBGP after its session was lost: GoBGP
+// keeps a peer Idle for a fixed 5 s after any such loss (only its own
+// administrative reset shortens that), while a new peer connects at once.
+// GoBGP has already dropped the peer's routes (no graceful restart for its
+// family), so nothing is lost that the re-creation would drop.
+func (s *Speaker) fastReconnect(p Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := s.peerState[p.Address]
+	if cur, ok := s.peers[p.Address]; !ok || cur != p || live == nil || live.state == "Established" || live.holdOff != nil {
+		return // changed meanwhile
+	}
+	s.log.Info("session lost; re-creating the peer so that it reconnects at once (GoBGP would wait 5 s)", "peer", p.Address)
+	if err := s.setHeld(p, false); err != nil {
+		s.log.Warn("fast reconnect", "peer", p.Address, "err", err)
+	}
 }
 
 // onEOR handles an End-of-RIB marker from a peer.

@@ -59,6 +59,12 @@ type peerLive struct {
 	eor   bool // End-of-RIB seen since the session came up
 	// everUp: the session has been Established at least once.
 	everUp bool
+	// retains: in the current session both sides negotiated graceful
+	// restart for the peer's family, so GoBGP keeps the peer's routes
+	// (stale) when the session is lost.
+	retains bool
+	// lastFast is when the peer was last re-created to reconnect fast.
+	lastFast time.Time
 	info   string
 	// holdOff re-enables a peer torn down for exceeding its prefix limit;
 	// one teardown starts one timer, replacing any earlier one.

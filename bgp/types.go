@@ -30,6 +30,11 @@ type Config struct {
 	// MaxPrefixHold is how long a peer torn down for exceeding its
 	// prefix limit is kept down before it may try again (30s when 0).
 	MaxPrefixHold time.Duration
+	// FastReconnect re-creates a peer whose session was lost, and whose
+	// routes GoBGP drops anyway (no graceful restart for its family), so
+	// that it reconnects at once instead of after GoBGP's fixed 5 s idle
+	// hold. At most once per fastReconnectDamping per peer.
+	FastReconnect bool
 	Logger        *slog.Logger
 }
 

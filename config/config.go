@@ -12,18 +12,20 @@ import (
 // Defaults. They are exported so that flag help texts and the lab generator
 // quote the same numbers the daemon uses.
 const (
-	DefaultListenPort     int32  = 179
-	DefaultPeerPort       int32  = 179
-	DefaultRouteProtocol         = 201
-	DefaultRouteTable            = 254 // the kernel's main table
-	DefaultResyncInterval        = 30 * time.Second
-	DefaultGRPCSocket            = "/run/podroute/podrouted.sock"
-	DefaultGoBGPAPI              = "127.0.0.1:50051"
-	DefaultLogLevel              = "info"
-	DefaultRestartTime           = 120 * time.Second
-	DefaultHoldTime              = 90 * time.Second
-	DefaultConnectRetry          = 5 * time.Second
-	DefaultMaxPrefixes    uint32 = 10000
+	DefaultListenPort     int32 = 179
+	DefaultPeerPort       int32 = 179
+	DefaultRouteProtocol        = 201
+	DefaultRouteTable           = 254 // the kernel's main table
+	DefaultResyncInterval       = 30 * time.Second
+	DefaultGRPCSocket           = "/run/podroute/podrouted.sock"
+	DefaultGoBGPAPI             = "127.0.0.1:50051"
+	DefaultLogLevel             = "info"
+	DefaultRestartTime          = 120 * time.Second
+	DefaultHoldTime             = 90 * time.Second
+	// DefaultConnectRetry is GoBGP's floor: it never waits less than 2 s
+	// between connection attempts.
+	DefaultConnectRetry        = 2 * time.Second
+	DefaultMaxPrefixes  uint32 = 10000
 	// DefaultMaxPrefixHoldTime is how long a peer torn down for exceeding
 	// its maxPrefixes stays down before it may connect again.
 	DefaultMaxPrefixHoldTime = 30 * time.Second
@@ -67,6 +69,11 @@ type Config struct {
 	RouteProtocol int `json:"routeProtocol,omitempty"`
 	// RouteTable is the kernel routing table podroute writes (0 = default).
 	RouteTable int `json:"routeTable,omitempty"`
+	// FastReconnect (nil: on) re-creates a peer whose session failed and
+	// whose routes were dropped anyway (no graceful restart for its
+	// family), so that it reconnects at once rather than after GoBGP's
+	// fixed 5 s idle hold. Read it with FastReconnectEnabled.
+	FastReconnect *bool `json:"fastReconnect,omitempty"`
 	// MaxPrefixHoldTime is how long a peer torn down for sending more than
 	// its maxPrefixes is kept down before it may connect again.
 	MaxPrefixHoldTime metav1.Duration `json:"maxPrefixHoldTime,omitzero"`
@@ -163,6 +170,9 @@ type Peer struct {
 	// GREnabled.
 	GracefulRestart *bool `json:"gracefulRestart,omitempty"`
 }
+
+// FastReconnectEnabled reads FastReconnect (on unless set to false).
+func (c *Config) FastReconnectEnabled() bool { return c.FastReconnect == nil || *c.FastReconnect }
 
 // NetworkPolicyEnabled reads NetworkPolicy (on unless set to false).
 func (c *Config) NetworkPolicyEnabled() bool { return c.NetworkPolicy == nil || *c.NetworkPolicy }

@@ -67,6 +67,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		Restarting:    grEnabled && adopted > 0,
 		Multipath:     true,
 		MaxPrefixHold: cfg.MaxPrefixHoldTime.Duration,
+		FastReconnect: cfg.FastReconnectEnabled(),
 		Logger:        log,
 	}, opts...)
 	if err != nil {
