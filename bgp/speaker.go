@@ -65,7 +65,7 @@ type peerLive struct {
 	retains bool
 	// lastFast is when the peer was last re-created to reconnect fast.
 	lastFast time.Time
-	info   string
+	info     string
 	// holdOff re-enables a peer torn down for exceeding its prefix limit;
 	// one teardown starts one timer, replacing any earlier one.
 	holdOff *time.Timer
