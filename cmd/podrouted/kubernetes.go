@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/podroute/podroute/policy/controller"
 	"github.com/podroute/podroute/policy/nft"
@@ -39,6 +40,8 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 		return fmt.Errorf("kubernetes client config (--kubeconfig %q; empty means in-cluster): %w", ko.kubeconfig, err)
 	}
 	rest.UserAgent = "podrouted/" + version
+	// client-go logs through klog; route it into the daemon's JSON log.
+	klog.SetSlogLogger(log.With("source", "client-go"))
 	w, err := cluster.NewWatcher(rest, cfg.NodeName, ko.namespace, log)
 	if err != nil {
 		return err

@@ -214,14 +214,14 @@ func (l *lab) testRBAC(t *testing.T) {
 	}
 	// The same through kubectl, as an operator would check it, and one real
 	// refused call.
-	for verb, want := range map[string]string{"watch nodes": "yes", "delete nodes": "no", "list pods -A": "no"} {
+	for verb, want := range map[string]string{"watch nodes": "yes", "delete nodes": "no", "list pods -A": "yes", "delete pods -A": "no"} {
 		out, _ := l.cp.KubectlWith(ctx, l.saKubeconfig, append([]string{"--cache-dir=" + filepath.Join(l.dir, "kubectl-cache"), "auth", "can-i"}, strings.Fields(verb)...)...)
 		if got := strings.TrimSpace(string(out)); got != want {
 			t.Errorf("kubectl auth can-i %s as the serviceaccount: %q, want %q", verb, got, want)
 		}
 	}
-	if _, err := sa.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
-		t.Errorf("serviceaccount listing pods: %v, want Forbidden", err)
+	if _, err := sa.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("serviceaccount listing Secrets in kube-system: %v, want Forbidden", err)
 	}
 	t.Logf("%d access reviews as system:serviceaccount:%s:%s match the intended rules", len(checks), podrouteNS, podrouteSA)
 
