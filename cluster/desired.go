@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/podroute/podroute/bgp"
@@ -20,6 +21,10 @@ type Inputs struct {
 	Config    BGPConfigurationSpec
 	// Secret returns a key of a Secret in podrouted's namespace.
 	Secret func(name, key string) (string, error)
+	// Services and their EndpointSlices (stripped by
+	// StripServiceObjects), only read when Config has service ranges.
+	Services []ServiceInfo
+	Slices   []*discoveryv1.EndpointSlice
 }
 
 // Desired is this node's BGP state as Kubernetes describes it.
@@ -34,11 +39,22 @@ type Desired struct {
 	Policy   bgp.Policy
 	// RouteProtocol from BGPConfiguration (0: not set there).
 	RouteProtocol int
+
+	// Services is the checked service part of BGPConfiguration; nothing
+	// below is set unless it has ranges.
+	Services ServiceConfig
+	// Advertisements are the Service prefixes this node originates.
+	Advertisements []bgp.Advertisement
+	// ServiceRoutes say, per Service address and aggregate range, whether
+	// this node advertises it and why.
+	ServiceRoutes []ServiceRoute
+	// LoadBalancer configures the (leader-elected) address allocator.
+	LoadBalancer LoadBalancerConfig
 }
 
 // Problem is bad input on one object, to be reported as an Event on it.
 type Problem struct {
-	Kind, Name string // "Node", "BGPPeer", "BGPConfiguration"
+	Kind, Name string // "Node", "BGPPeer", "BGPConfiguration", "Service" (namespace/name)
 	Reason     string // CamelCase, e.g. "InvalidPeerAddress"
 	Message    string
 }
@@ -162,6 +178,15 @@ func Compute(in Inputs) (Desired, []Problem) {
 			}
 		}
 	}
+
+	var more []Problem
+	d.Services, more = ParseServiceConfig(in.Config, d.Policy.PodPools)
+	problems = append(problems, more...)
+	d.LoadBalancer, more = ParseLoadBalancerConfig(in.Config, d.Services)
+	problems = append(problems, more...)
+	d.Advertisements, d.ServiceRoutes = ComputeServiceAdvertisements(ServiceInputs{
+		LocalNode: local.Name, Config: d.Services, Services: in.Services, Slices: in.Slices,
+	})
 
 	// By name, so which of two BGPPeers with one address wins is stable.
 	peers := append([]*BGPPeer(nil), in.Peers...)

@@ -27,6 +27,25 @@ const (
 	AnnotationRouteReflector = "podroute.io/route-reflector-cluster-id"
 )
 
+// Service annotations podroute reads.
+const (
+	// AnnotationAdvertise "false" keeps every address of the Service out
+	// of BGP (in per-address ranges; an aggregate range is advertised as a
+	// whole whatever one Service says).
+	AnnotationAdvertise = "podroute.io/advertise"
+	// AnnotationLoadBalancerIPs asks for specific LoadBalancer addresses,
+	// comma-separated, at most one per family ("198.51.100.7,2001:db8::7").
+	// It supersedes spec.loadBalancerIP, which is deprecated and holds one
+	// address only.
+	AnnotationLoadBalancerIPs = "podroute.io/loadBalancerIPs"
+	// AnnotationAddressPool restricts allocation to the named pool.
+	AnnotationAddressPool = "podroute.io/address-pool"
+)
+
+// DefaultLoadBalancerClass is the spec.loadBalancerClass podroute's
+// allocator serves unless BGPConfiguration names another.
+const DefaultLoadBalancerClass = "podroute.io/bgp"
+
 // BGPConfigurationName is the one BGPConfiguration podroute reads.
 const BGPConfigurationName = "default"
 
@@ -92,6 +111,48 @@ type BGPConfigurationSpec struct {
 	// effect on the next restart, so that routes of the old number are
 	// never orphaned mid-flight.
 	RouteProtocol int `json:"routeProtocol,omitempty"`
+
+	// Service address ranges that may be advertised, per kind of address.
+	// Nothing outside them is ever advertised; none at all (the default)
+	// means no Service address is advertised.
+	ServiceClusterIPs      []ServiceRange `json:"serviceClusterIPs,omitempty"`
+	ServiceExternalIPs     []ServiceRange `json:"serviceExternalIPs,omitempty"`
+	ServiceLoadBalancerIPs []ServiceRange `json:"serviceLoadBalancerIPs,omitempty"`
+	// LoadBalancer configures the LoadBalancer address allocator.
+	LoadBalancer *LoadBalancerSpec `json:"loadBalancer,omitempty"`
+}
+
+// ServiceRange is one range of Service addresses that may be advertised.
+type ServiceRange struct {
+	CIDR string `json:"cidr"`
+	// Advertise is Aggregate (the range as one prefix, from every node)
+	// or PerAddress (one /32 or /128 per Service address, from the nodes
+	// the Service's traffic policy allows). Default: Aggregate for
+	// ClusterIPs, PerAddress for external and LoadBalancer addresses.
+	Advertise string `json:"advertise,omitempty"`
+	// Communities ("ASN:value") and LargeCommunities
+	// ("global:local1:local2") are attached to every prefix of the range.
+	Communities      []string `json:"communities,omitempty"`
+	LargeCommunities []string `json:"largeCommunities,omitempty"`
+}
+
+// LoadBalancerSpec configures LoadBalancer address allocation.
+type LoadBalancerSpec struct {
+	// Class is the spec.loadBalancerClass served (DefaultLoadBalancerClass
+	// when empty).
+	Class string `json:"class,omitempty"`
+	// AllocateClassless also serves LoadBalancer Services without a
+	// loadBalancerClass (default true). Turn it off when another
+	// implementation owns those.
+	AllocateClassless *bool `json:"allocateClassless,omitempty"`
+	// Pools are tried in order.
+	Pools []LoadBalancerPool `json:"pools,omitempty"`
+}
+
+// LoadBalancerPool is a named set of CIDRs addresses are handed out from.
+type LoadBalancerPool struct {
+	Name  string   `json:"name"`
+	CIDRs []string `json:"cidrs"`
 }
 
 // MeshEnabled reports the node-to-node mesh setting (default on).
