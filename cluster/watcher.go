@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,6 +38,14 @@ type Watcher struct {
 	core    informers.SharedInformerFactory
 	secrets informers.SharedInformerFactory
 	dyn     dynamicinformer.DynamicSharedInformerFactory
+	// svc holds the Service and EndpointSlice informers, stripped to what
+	// advertisement needs. They start only once BGPConfiguration has a
+	// service range or a LoadBalancer pool: a cluster that does not use
+	// the feature pays neither the memory nor the watches.
+	svc                 informers.SharedInformerFactory
+	services, endpoints cache.SharedIndexInformer
+	svcStarted          bool
+	ctx                 context.Context
 
 	nodes, secretInf, peers, configs cache.SharedIndexInformer
 
@@ -68,6 +77,7 @@ func NewWatcher(cfg *rest.Config, nodeName, namespace string, log *slog.Logger) 
 		core:     informers.NewSharedInformerFactory(client, 0),
 		secrets:  informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace)),
 		dyn:      dynamicinformer.NewDynamicSharedInformerFactory(dynClient, 0),
+		svc:      informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(StripServiceObjects)),
 	}
 	w.broadcaster = record.NewBroadcaster()
 	w.recorder = w.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "podrouted", Host: nodeName})
@@ -75,18 +85,25 @@ func NewWatcher(cfg *rest.Config, nodeName, namespace string, log *slog.Logger) 
 	w.secretInf = w.secrets.Core().V1().Secrets().Informer()
 	w.peers = w.dyn.ForResource(BGPPeerResource).Informer()
 	w.configs = w.dyn.ForResource(BGPConfigurationResource).Informer()
+	w.services = w.svc.Core().V1().Services().Informer()
+	w.endpoints = w.svc.Discovery().V1().EndpointSlices().Informer()
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.changed() },
 		UpdateFunc: func(any, any) { w.changed() },
 		DeleteFunc: func(any) { w.changed() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.nodes, w.secretInf, w.peers, w.configs} {
+	for _, inf := range []cache.SharedIndexInformer{w.nodes, w.secretInf, w.peers, w.configs, w.services, w.endpoints} {
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return nil, err
 		}
 	}
 	return w, nil
 }
+
+// Services is the (stripped) Service informer, for the LoadBalancer
+// allocator to share rather than keep a second copy. It runs once
+// BGPConfiguration has a service range or a LoadBalancer pool.
+func (w *Watcher) Services() cache.SharedIndexInformer { return w.services }
 
 func (w *Watcher) changed() {
 	select {
@@ -114,6 +131,17 @@ func (w *Watcher) Run(ctx context.Context, apply func(Desired)) error {
 		w.log.Warn("podroute's custom resources are not readable yet; are the CRDs installed (manifests/crds.yaml)? going on without BGPPeers and BGPConfiguration")
 	}
 	cancel()
+	w.ctx = ctx
+	// The first desired state must hold the Service prefixes already: it
+	// is what graceful restart's End-of-RIB tells peers to keep.
+	if w.servicesWanted() {
+		w.startServices()
+		svcCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if !cache.WaitForCacheSync(svcCtx.Done(), w.services.HasSynced, w.endpoints.HasSynced) && ctx.Err() == nil {
+			w.log.Warn("Services and EndpointSlices are not readable yet (RBAC in manifests/02-rbac.yaml?); Service prefixes follow once they are")
+		}
+		cancel()
+	}
 
 	var last *Desired
 	for {
@@ -183,6 +211,30 @@ func (w *Watcher) compute() Desired {
 			}
 		}
 	}
+	if w.servicesWanted() {
+		w.startServices()
+		// Until both caches are complete, a Local Service would look
+		// endpoint-less: compute nothing from a partial view.
+		if w.services.HasSynced() && w.endpoints.HasSynced() {
+			for _, o := range w.services.GetStore().List() {
+				svc, ok := o.(*corev1.Service)
+				if !ok {
+					continue
+				}
+				info, errs := ParseService(svc)
+				if len(errs) > 0 {
+					// One problem per Service, so that it is logged once.
+					problems = append(problems, ServiceProblem(info, errs))
+				}
+				in.Services = append(in.Services, info)
+			}
+			for _, o := range w.endpoints.GetStore().List() {
+				if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+					in.Slices = append(in.Slices, s)
+				}
+			}
+		}
+	}
 	in.Secret = func(name, key string) (string, error) {
 		o, ok, err := w.secretInf.GetStore().GetByKey(w.namespace + "/" + name)
 		if err != nil || !ok {
@@ -199,6 +251,44 @@ func (w *Watcher) compute() Desired {
 	problems = append(problems, more...)
 	w.report(problems, nodeObjs, peerObjs, cfgObj)
 	return d
+}
+
+// servicesWanted reports whether BGPConfiguration asks for anything about
+// Services: a range to advertise or a pool to allocate from.
+func (w *Watcher) servicesWanted() bool {
+	o, ok, _ := w.configs.GetStore().GetByKey(BGPConfigurationName)
+	if !ok {
+		return false
+	}
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		return false
+	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	for _, k := range []string{"serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs"} {
+		if l, ok := spec[k].([]any); ok && len(l) > 0 {
+			return true
+		}
+	}
+	pools, _, _ := unstructured.NestedSlice(u.Object, "spec", "loadBalancer", "pools")
+	return len(pools) > 0
+}
+
+// startServices starts the Service and EndpointSlice informers once (Run's
+// goroutine only), and recomputes when both have synced: the events of
+// the initial list may all come before HasSynced turns true.
+func (w *Watcher) startServices() {
+	if w.svcStarted {
+		return
+	}
+	w.svcStarted = true
+	w.log.Info("watching Services and EndpointSlices (BGPConfiguration has service ranges or pools)")
+	w.svc.Start(w.ctx.Done())
+	go func() {
+		if cache.WaitForCacheSync(w.ctx.Done(), w.services.HasSynced, w.endpoints.HasSynced) {
+			w.changed()
+		}
+	}()
 }
 
 // report turns new problems into Events (and log lines); a problem that
@@ -229,6 +319,10 @@ func (w *Watcher) report(problems []Problem, nodes map[string]*corev1.Node, peer
 			if cfg != nil {
 				obj = &corev1.ObjectReference{Kind: "BGPConfiguration", APIVersion: Group + "/" + Version, Name: cfg.GetName(), UID: cfg.GetUID()}
 			}
+		case "Service":
+			// Every node would report the same Service problem; the
+			// leader-elected Service controller (package lbipam) is the
+			// one that puts it on the Service as an Event. Here: the log.
 		}
 		if obj != nil {
 			w.recorder.Event(obj, corev1.EventTypeWarning, p.Reason, p.Message)
