@@ -313,15 +313,15 @@ func TestParseServiceConfig(t *testing.T) {
 	spec := BGPConfigurationSpec{
 		ServiceClusterIPs: []ServiceRange{
 			{CIDR: "10.96.0.0/16"},
-			{CIDR: "10.97.0.5/16"},                  // host bits
-			{CIDR: "0.0.0.0/0"},                     // everything
-			{CIDR: "10.96.128.0/17"},                // overlaps [0]
+			{CIDR: "10.97.0.5/16"},                   // host bits
+			{CIDR: "0.0.0.0/0"},                      // everything
+			{CIDR: "10.96.128.0/17"},                 // overlaps [0]
 			{CIDR: "10.98.0.0/16", Advertise: "all"}, // bad mode
 		},
 		ServiceExternalIPs: []ServiceRange{
 			{CIDR: "192.0.2.0/24", Communities: []string{"64512:1", "70000:1"}}, // bad community
-			{CIDR: "10.244.0.0/24"},                                            // a pod pool
-			{CIDR: "203.0.113.0/24", LargeCommunities: []string{"1:2"}},          // bad large community
+			{CIDR: "10.244.0.0/24"}, // a pod pool
+			{CIDR: "203.0.113.0/24", LargeCommunities: []string{"1:2"}}, // bad large community
 		},
 		ServiceLoadBalancerIPs: []ServiceRange{
 			{CIDR: "10.96.200.0/24"}, // overlaps a ClusterIP range
@@ -382,7 +382,7 @@ func TestParseLoadBalancerConfig(t *testing.T) {
 			{Name: "a", CIDRs: []string{"198.51.100.0/28", "2001:db8:1b::/120"}},
 			{Name: "a", CIDRs: []string{"198.51.100.16/28"}},       // duplicate name
 			{Name: "b", CIDRs: []string{"198.51.100.8/29", "bad"}}, // overlaps a; not a CIDR
-			{Name: "", CIDRs: []string{"198.51.100.64/28"}},       // no name
+			{Name: "", CIDRs: []string{"198.51.100.64/28"}},        // no name
 			{Name: "c", CIDRs: []string{"198.51.100.128/28"}},
 		},
 	}}, svcCfg)

@@ -418,7 +418,7 @@ func StripServiceObjects(obj any) (any, error) {
 		return s, nil
 	case *discoveryv1.EndpointSlice:
 		e := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
+			ObjectMeta:  metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
 			AddressType: o.AddressType,
 		}
 		if svc, ok := o.Labels[discoveryv1.LabelServiceName]; ok {
