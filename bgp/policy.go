@@ -192,11 +192,15 @@ func unspecified(is4 bool) netip.Addr {
 
 // sameInputs reports whether applying b would change nothing after a.
 func sameInputs(a, b policyInputs) bool {
+	return sameInputsButSvc(a, b) && slices.Equal(a.svc, b.svc)
+}
+
+// sameInputsButSvc is sameInputs except for the advertised prefixes.
+func sameInputsButSvc(a, b policyInputs) bool {
 	return a.policy.ImportDefaultRoute == b.policy.ImportDefaultRoute &&
 		a.policy.Transit == b.policy.Transit &&
 		slices.Equal(a.policy.PodPools, b.policy.PodPools) &&
 		slices.Equal(a.policy.ProtectedAddrs, b.policy.ProtectedAddrs) &&
 		slices.Equal(a.own, b.own) &&
-		slices.Equal(a.svc, b.svc) &&
 		slices.Equal(a.protected, b.protected)
 }

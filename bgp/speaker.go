@@ -34,6 +34,9 @@ type Speaker struct {
 	advertised map[netip.Prefix]advertised
 	policy     Policy
 	applied    *policyInputs // last policy pushed to GoBGP
+	// softResets counts the re-evaluations of every peer's table that
+	// policy changes caused (tests check advertisements cause none).
+	softResets int
 	isSynced   bool
 	restarting bool // still in the first sync after a restart
 	started    bool // GoBGP is serving; before that, setters only record
@@ -253,7 +256,13 @@ func (s *Speaker) SetPolicy(ctx context.Context, p Policy) error {
 // applyPolicyLocked pushes the policies if their inputs changed and makes
 // GoBGP re-evaluate what it already holds.
 func (s *Speaker) applyPolicyLocked(ctx context.Context) error {
-	in := policyInputs{policy: s.policy, own: s.ownLocked(), svc: s.advertisedPrefixesLocked(), protected: s.protectedLocked()}
+	return s.applyPolicyWithLocked(ctx, s.advertisedPrefixesLocked())
+}
+
+// applyPolicyWithLocked is applyPolicyLocked with svc as the advertised
+// prefixes the export policy lets through.
+func (s *Speaker) applyPolicyWithLocked(ctx context.Context, svc []netip.Prefix) error {
+	in := policyInputs{policy: s.policy, own: s.ownLocked(), svc: svc, protected: s.protectedLocked()}
 	if s.applied != nil && sameInputs(*s.applied, in) {
 		return nil
 	}
@@ -261,8 +270,16 @@ func (s *Speaker) applyPolicyLocked(ctx context.Context) error {
 		return fmt.Errorf("set BGP policies: %w", err)
 	}
 	first := s.applied == nil
+	prev := s.applied
 	s.applied = &in
-	if !first && len(s.peers) > 0 {
+	// A change of the advertised prefixes alone needs no re-evaluation:
+	// SetAdvertisements widens the export set before it adds a path and
+	// narrows it only after the path is gone, so no existing path's
+	// outcome changes. Re-running every peer's table for each Service
+	// endpoint that comes or goes would cost a walk of the whole table
+	// per event.
+	if !first && len(s.peers) > 0 && !sameInputsButSvc(*prev, in) {
+		s.softResets++
 		// Re-run import over the stored Adj-RIB-In and export over our
 		// best paths; no session is reset. GoBGP v4 withdraws from a peer
 		// what the new export policy no longer lets through (transit
@@ -375,6 +392,18 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, advs []Advertisement) e
 	defer s.mu.Unlock()
 	if !s.started {
 		return errors.New("bgp: SetAdvertisements called before Start")
+	}
+	// The export set first takes old and new prefixes, so that GoBGP
+	// exports each new path as it is added (see applyPolicyWithLocked).
+	widened := s.advertisedPrefixesLocked()
+	for p := range want {
+		if _, ok := s.advertised[p]; !ok {
+			widened = append(widened, p)
+		}
+	}
+	slices.SortFunc(widened, comparePrefixes)
+	if err := s.applyPolicyWithLocked(ctx, widened); err != nil {
+		return err
 	}
 	for p, have := range s.advertised {
 		if a, ok := want[p]; ok && a.equal(have.adv) {

@@ -1401,6 +1401,12 @@ func TestAdvertisementsWithCommunities(t *testing.T) {
 		{Prefix: svc, Communities: []uint32{65001<<16 | 100}},
 		{Prefix: lb, LargeCommunities: [][3]uint32{{65001, 1, 2}}},
 	}
+	resets := func() int {
+		pr.a.sp.mu.Lock()
+		defer pr.a.sp.mu.Unlock()
+		return pr.a.sp.softResets
+	}
+	resetsBefore := resets()
 	if err := pr.a.sp.SetAdvertisements(context.Background(), advs); err != nil {
 		t.Fatal(err)
 	}
@@ -1441,6 +1447,25 @@ func TestAdvertisementsWithCommunities(t *testing.T) {
 	})
 	if got := pr.a.sp.Advertisements(); len(got) != 1 || got[0].Prefix != svc {
 		t.Errorf("Advertisements() = %v, want only %s", got, svc)
+	}
+	// Service prefixes come and go with endpoints: that must never make
+	// GoBGP re-run every peer's table (a soft reset), only send the one
+	// prefix. The export set is widened before a path is added.
+	if err := pr.a.sp.SetAdvertisements(context.Background(), advs); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitLong, "B learns the advertisement added back", func() error {
+		return tableEqual(pr.b.table(), via(addrA, ownA, svc, lb))
+	})
+	if n := resets() - resetsBefore; n != 0 {
+		t.Errorf("advertisement changes caused %d soft resets of every peer, want 0", n)
+	}
+	// A policy change proper still re-evaluates what peers sent.
+	if err := pr.a.sp.SetPolicy(context.Background(), Policy{PodPools: mustPrefixes("10.244.0.0/16", "10.245.0.0/16")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := resets() - resetsBefore; n != 1 {
+		t.Errorf("a pod pool change caused %d soft resets, want 1", n)
 	}
 }
 
