@@ -431,9 +431,13 @@ func (x *ListRoutesRequest) GetSummaryOnly() bool {
 }
 
 type ListRoutesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Routes        []*Route               `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
-	Summary       *RouteSummary          `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Routes  []*Route               `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	Summary *RouteSummary          `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Service addresses and ranges: whether this node advertises each and
+	// why. Empty when no service range is configured (and with
+	// summary_only).
+	Services      []*ServicePrefix `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +486,126 @@ func (x *ListRoutesResponse) GetSummary() *RouteSummary {
 	return nil
 }
 
+func (x *ListRoutesResponse) GetServices() []*ServicePrefix {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// One Service address (or one range) as this node sees it.
+type ServicePrefix struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The address as a /32 or /128, or a range.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// namespace/name; empty on a range's own line.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// "ClusterIP", "ExternalIP", "LoadBalancerIP", or "Static" (servicePrefixes
+	// in the static configuration file).
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// True when this node originates a prefix carrying it.
+	Advertised bool `protobuf:"varint,4,opt,name=advertised,proto3" json:"advertised,omitempty"`
+	// The prefix originated for it: the address itself, or the aggregate range
+	// holding it. Empty when not advertised.
+	Via string `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"`
+	// Why it is or is not advertised ("policy Cluster: every node", "no ready
+	// endpoint on this node (policy Local)", "out of range", "opted out
+	// (podroute.io/advertise)", ...).
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Communities on the originated prefix: "ASN:value" and large
+	// "global:local1:local2".
+	Communities      []string `protobuf:"bytes,7,rep,name=communities,proto3" json:"communities,omitempty"`
+	LargeCommunities []string `protobuf:"bytes,8,rep,name=large_communities,json=largeCommunities,proto3" json:"large_communities,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ServicePrefix) Reset() {
+	*x = ServicePrefix{}
+	mi := &file_podroute_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServicePrefix) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServicePrefix) ProtoMessage() {}
+
+func (x *ServicePrefix) ProtoReflect() protoreflect.Message {
+	mi := &file_podroute_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServicePrefix.ProtoReflect.Descriptor instead.
+func (*ServicePrefix) Descriptor() ([]byte, []int) {
+	return file_podroute_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ServicePrefix) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ServicePrefix) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServicePrefix) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ServicePrefix) GetAdvertised() bool {
+	if x != nil {
+		return x.Advertised
+	}
+	return false
+}
+
+func (x *ServicePrefix) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *ServicePrefix) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ServicePrefix) GetCommunities() []string {
+	if x != nil {
+		return x.Communities
+	}
+	return nil
+}
+
+func (x *ServicePrefix) GetLargeCommunities() []string {
+	if x != nil {
+		return x.LargeCommunities
+	}
+	return nil
+}
+
 // The kernel table in numbers.
 type RouteSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -498,14 +622,16 @@ type RouteSummary struct {
 	// Learned routes refused for their next hops.
 	Refused uint64 `protobuf:"varint,6,opt,name=refused,proto3" json:"refused,omitempty"`
 	// Prefixes this node originates.
-	Originated    uint64 `protobuf:"varint,7,opt,name=originated,proto3" json:"originated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Originated uint64 `protobuf:"varint,7,opt,name=originated,proto3" json:"originated,omitempty"`
+	// Service prefixes this node originates besides its pod CIDRs.
+	ServicePrefixes uint64 `protobuf:"varint,8,opt,name=service_prefixes,json=servicePrefixes,proto3" json:"service_prefixes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RouteSummary) Reset() {
 	*x = RouteSummary{}
-	mi := &file_podroute_proto_msgTypes[6]
+	mi := &file_podroute_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +643,7 @@ func (x *RouteSummary) String() string {
 func (*RouteSummary) ProtoMessage() {}
 
 func (x *RouteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[6]
+	mi := &file_podroute_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +656,7 @@ func (x *RouteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteSummary.ProtoReflect.Descriptor instead.
 func (*RouteSummary) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{6}
+	return file_podroute_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RouteSummary) GetLearned() uint64 {
@@ -582,6 +708,13 @@ func (x *RouteSummary) GetOriginated() uint64 {
 	return 0
 }
 
+func (x *RouteSummary) GetServicePrefixes() uint64 {
+	if x != nil {
+		return x.ServicePrefixes
+	}
+	return 0
+}
+
 type Route struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Prefix   string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -598,7 +731,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_podroute_proto_msgTypes[7]
+	mi := &file_podroute_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +743,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[7]
+	mi := &file_podroute_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +756,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{7}
+	return file_podroute_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Route) GetPrefix() string {
@@ -669,7 +802,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_podroute_proto_msgTypes[8]
+	mi := &file_podroute_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +814,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[8]
+	mi := &file_podroute_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +827,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{8}
+	return file_podroute_proto_rawDescGZIP(), []int{9}
 }
 
 type GetPolicyResponse struct {
@@ -715,7 +848,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_podroute_proto_msgTypes[9]
+	mi := &file_podroute_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +860,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[9]
+	mi := &file_podroute_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +873,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{9}
+	return file_podroute_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetPolicyResponse) GetEnforced() bool {
@@ -789,7 +922,7 @@ type PolicyPod struct {
 
 func (x *PolicyPod) Reset() {
 	*x = PolicyPod{}
-	mi := &file_podroute_proto_msgTypes[10]
+	mi := &file_podroute_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +934,7 @@ func (x *PolicyPod) String() string {
 func (*PolicyPod) ProtoMessage() {}
 
 func (x *PolicyPod) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[10]
+	mi := &file_podroute_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +947,7 @@ func (x *PolicyPod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyPod.ProtoReflect.Descriptor instead.
 func (*PolicyPod) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{10}
+	return file_podroute_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PolicyPod) GetPod() string {
@@ -872,7 +1005,7 @@ type PolicyProblem struct {
 
 func (x *PolicyProblem) Reset() {
 	*x = PolicyProblem{}
-	mi := &file_podroute_proto_msgTypes[11]
+	mi := &file_podroute_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1017,7 @@ func (x *PolicyProblem) String() string {
 func (*PolicyProblem) ProtoMessage() {}
 
 func (x *PolicyProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_podroute_proto_msgTypes[11]
+	mi := &file_podroute_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1030,7 @@ func (x *PolicyProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyProblem.ProtoReflect.Descriptor instead.
 func (*PolicyProblem) Descriptor() ([]byte, []int) {
-	return file_podroute_proto_rawDescGZIP(), []int{11}
+	return file_podroute_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PolicyProblem) GetKind() string {
@@ -967,10 +1100,22 @@ const file_podroute_proto_rawDesc = "" +
 	"\x10graceful_restart\x18\f \x01(\bR\x0fgracefulRestart\x12\x12\n" +
 	"\x04type\x18\r \x01(\tR\x04type\"6\n" +
 	"\x11ListRoutesRequest\x12!\n" +
-	"\fsummary_only\x18\x01 \x01(\bR\vsummaryOnly\"u\n" +
+	"\fsummary_only\x18\x01 \x01(\bR\vsummaryOnly\"\xad\x01\n" +
 	"\x12ListRoutesResponse\x12*\n" +
 	"\x06routes\x18\x01 \x03(\v2\x12.podroute.v1.RouteR\x06routes\x123\n" +
-	"\asummary\x18\x02 \x01(\v2\x19.podroute.v1.RouteSummaryR\asummary\"\xcd\x01\n" +
+	"\asummary\x18\x02 \x01(\v2\x19.podroute.v1.RouteSummaryR\asummary\x126\n" +
+	"\bservices\x18\x03 \x03(\v2\x1a.podroute.v1.ServicePrefixR\bservices\"\xee\x01\n" +
+	"\rServicePrefix\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1e\n" +
+	"\n" +
+	"advertised\x18\x04 \x01(\bR\n" +
+	"advertised\x12\x10\n" +
+	"\x03via\x18\x05 \x01(\tR\x03via\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12 \n" +
+	"\vcommunities\x18\a \x03(\tR\vcommunities\x12+\n" +
+	"\x11large_communities\x18\b \x03(\tR\x10largeCommunities\"\xf8\x01\n" +
 	"\fRouteSummary\x12\x18\n" +
 	"\alearned\x18\x01 \x01(\x04R\alearned\x12\x1e\n" +
 	"\n" +
@@ -982,7 +1127,8 @@ const file_podroute_proto_rawDesc = "" +
 	"\arefused\x18\x06 \x01(\x04R\arefused\x12\x1e\n" +
 	"\n" +
 	"originated\x18\a \x01(\x04R\n" +
-	"originated\"\x83\x01\n" +
+	"originated\x12)\n" +
+	"\x10service_prefixes\x18\b \x01(\x04R\x0fservicePrefixes\"\x83\x01\n" +
 	"\x05Route\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1b\n" +
 	"\tnext_hops\x18\x02 \x03(\tR\bnextHops\x12\x1b\n" +
@@ -1025,7 +1171,7 @@ func file_podroute_proto_rawDescGZIP() []byte {
 	return file_podroute_proto_rawDescData
 }
 
-var file_podroute_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_podroute_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_podroute_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),   // 0: podroute.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),  // 1: podroute.v1.GetStatusResponse
@@ -1033,31 +1179,33 @@ var file_podroute_proto_goTypes = []any{
 	(*Peer)(nil),               // 3: podroute.v1.Peer
 	(*ListRoutesRequest)(nil),  // 4: podroute.v1.ListRoutesRequest
 	(*ListRoutesResponse)(nil), // 5: podroute.v1.ListRoutesResponse
-	(*RouteSummary)(nil),       // 6: podroute.v1.RouteSummary
-	(*Route)(nil),              // 7: podroute.v1.Route
-	(*GetPolicyRequest)(nil),   // 8: podroute.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),  // 9: podroute.v1.GetPolicyResponse
-	(*PolicyPod)(nil),          // 10: podroute.v1.PolicyPod
-	(*PolicyProblem)(nil),      // 11: podroute.v1.PolicyProblem
+	(*ServicePrefix)(nil),      // 6: podroute.v1.ServicePrefix
+	(*RouteSummary)(nil),       // 7: podroute.v1.RouteSummary
+	(*Route)(nil),              // 8: podroute.v1.Route
+	(*GetPolicyRequest)(nil),   // 9: podroute.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),  // 10: podroute.v1.GetPolicyResponse
+	(*PolicyPod)(nil),          // 11: podroute.v1.PolicyPod
+	(*PolicyProblem)(nil),      // 12: podroute.v1.PolicyProblem
 }
 var file_podroute_proto_depIdxs = []int32{
 	2,  // 0: podroute.v1.GetStatusResponse.node:type_name -> podroute.v1.Node
 	3,  // 1: podroute.v1.GetStatusResponse.peers:type_name -> podroute.v1.Peer
-	7,  // 2: podroute.v1.ListRoutesResponse.routes:type_name -> podroute.v1.Route
-	6,  // 3: podroute.v1.ListRoutesResponse.summary:type_name -> podroute.v1.RouteSummary
-	10, // 4: podroute.v1.GetPolicyResponse.pods:type_name -> podroute.v1.PolicyPod
-	11, // 5: podroute.v1.GetPolicyResponse.problems:type_name -> podroute.v1.PolicyProblem
-	0,  // 6: podroute.v1.Status.GetStatus:input_type -> podroute.v1.GetStatusRequest
-	4,  // 7: podroute.v1.Status.ListRoutes:input_type -> podroute.v1.ListRoutesRequest
-	8,  // 8: podroute.v1.Status.GetPolicy:input_type -> podroute.v1.GetPolicyRequest
-	1,  // 9: podroute.v1.Status.GetStatus:output_type -> podroute.v1.GetStatusResponse
-	5,  // 10: podroute.v1.Status.ListRoutes:output_type -> podroute.v1.ListRoutesResponse
-	9,  // 11: podroute.v1.Status.GetPolicy:output_type -> podroute.v1.GetPolicyResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	8,  // 2: podroute.v1.ListRoutesResponse.routes:type_name -> podroute.v1.Route
+	7,  // 3: podroute.v1.ListRoutesResponse.summary:type_name -> podroute.v1.RouteSummary
+	6,  // 4: podroute.v1.ListRoutesResponse.services:type_name -> podroute.v1.ServicePrefix
+	11, // 5: podroute.v1.GetPolicyResponse.pods:type_name -> podroute.v1.PolicyPod
+	12, // 6: podroute.v1.GetPolicyResponse.problems:type_name -> podroute.v1.PolicyProblem
+	0,  // 7: podroute.v1.Status.GetStatus:input_type -> podroute.v1.GetStatusRequest
+	4,  // 8: podroute.v1.Status.ListRoutes:input_type -> podroute.v1.ListRoutesRequest
+	9,  // 9: podroute.v1.Status.GetPolicy:input_type -> podroute.v1.GetPolicyRequest
+	1,  // 10: podroute.v1.Status.GetStatus:output_type -> podroute.v1.GetStatusResponse
+	5,  // 11: podroute.v1.Status.ListRoutes:output_type -> podroute.v1.ListRoutesResponse
+	10, // 12: podroute.v1.Status.GetPolicy:output_type -> podroute.v1.GetPolicyResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_podroute_proto_init() }
@@ -1071,7 +1219,7 @@ func file_podroute_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_podroute_proto_rawDesc), len(file_podroute_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podroute/podroute/cni"
+	"github.com/podroute/podroute/internal/community"
 )
 
 // Defaults. They are exported so that flag help texts and the lab generator
@@ -114,6 +115,12 @@ type Config struct {
 	NetworkPolicy *bool `json:"networkPolicy,omitempty"`
 	// Peers are the static BGP peers.
 	Peers []Peer `json:"peers,omitempty"`
+	// ServicePrefixes are prefixes this node originates besides its pod
+	// CIDRs, such as the Service ClusterIP range kube-proxy serves on
+	// every node. Static mode only: without Service objects there is
+	// nothing to advertise per address (Kubernetes mode takes its service
+	// ranges from BGPConfiguration).
+	ServicePrefixes []ServicePrefix `json:"servicePrefixes,omitempty"`
 
 	// read is what Read found beyond the values themselves (see Read);
 	// zero for a Config built in code.
@@ -169,6 +176,22 @@ type Peer struct {
 	// GracefulRestart nil means follow Config.GracefulRestart. Read it with
 	// GREnabled.
 	GracefulRestart *bool `json:"gracefulRestart,omitempty"`
+}
+
+// ServicePrefix is one prefix of servicePrefixes.
+type ServicePrefix struct {
+	CIDR string `json:"cidr"`
+	// Communities ("ASN:value") and LargeCommunities
+	// ("global:local1:local2") tag the prefix for the routers.
+	Communities      []string `json:"communities,omitempty"`
+	LargeCommunities []string `json:"largeCommunities,omitempty"`
+}
+
+// ServicePrefixValue is a ServicePrefix as typed values.
+type ServicePrefixValue struct {
+	Prefix           netip.Prefix
+	Communities      []uint32
+	LargeCommunities [][3]uint32
 }
 
 // FastReconnectEnabled reads FastReconnect (on unless set to false).
@@ -280,6 +303,30 @@ func (c *Config) PodCIDRPrefixes() []netip.Prefix { return prefixes(c.PodCIDRs) 
 
 // PodPoolPrefixes returns the pod pools.
 func (c *Config) PodPoolPrefixes() []netip.Prefix { return prefixes(c.PodPools) }
+
+// ServicePrefixValues returns servicePrefixes as typed values.
+func (c *Config) ServicePrefixValues() []ServicePrefixValue {
+	var out []ServicePrefixValue
+	for _, sp := range c.ServicePrefixes {
+		p, err := netip.ParsePrefix(sp.CIDR)
+		if err != nil {
+			continue
+		}
+		v := ServicePrefixValue{Prefix: p}
+		for _, s := range sp.Communities {
+			if c, err := community.ParseStandard(s); err == nil {
+				v.Communities = append(v.Communities, c)
+			}
+		}
+		for _, s := range sp.LargeCommunities {
+			if c, err := community.ParseLarge(s); err == nil {
+				v.LargeCommunities = append(v.LargeCommunities, c)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
 
 // NodeAddrs returns the extra node addresses import protects.
 func (c *Config) NodeAddrs() []netip.Addr { return addrs(c.NodeAddresses) }

@@ -192,6 +192,18 @@ func TestValidateRejects(t *testing.T) {
 		{"password too long", func(c *Config) { c.Peers[0].Password = long }, "peers[0].password", fmt.Sprintf("<%d bytes>", len(long)), "80"},
 		{"max prefixes zero", func(c *Config) { c.Peers[0].MaxPrefixes = 0 }, "peers[0].maxPrefixes", "0", ""},
 		{"max prefixes too many", func(c *Config) { c.Peers[0].MaxPrefixes = maxMaxPrefixes + 1 }, "peers[0].maxPrefixes", fmt.Sprint(maxMaxPrefixes + 1), ""},
+		{"service prefix host bits", func(c *Config) { c.ServicePrefixes = []ServicePrefix{{CIDR: "10.96.0.1/16"}} }, "servicePrefixes[0].cidr", "10.96.0.1/16", "use 10.96.0.0/16"},
+		{"service prefix /0", func(c *Config) { c.ServicePrefixes = []ServicePrefix{{CIDR: "::/0"}} }, "servicePrefixes[0].cidr", "::/0", "default route"},
+		{"service prefix twice", func(c *Config) {
+			c.ServicePrefixes = []ServicePrefix{{CIDR: "10.96.0.0/16"}, {CIDR: "10.96.0.0/16"}}
+		}, "servicePrefixes[1].cidr", "10.96.0.0/16", "servicePrefixes[0]"},
+		{"service prefix in a pod pool", func(c *Config) { c.ServicePrefixes = []ServicePrefix{{CIDR: "10.244.200.0/24"}} }, "servicePrefixes[0].cidr", "10.244.200.0/24", "10.244.0.0/16"},
+		{"service prefix community", func(c *Config) {
+			c.ServicePrefixes = []ServicePrefix{{CIDR: "10.96.0.0/16", Communities: []string{"64512:100", "65536:1"}}}
+		}, "servicePrefixes[0].communities[1]", "65536:1", "0..65535"},
+		{"service prefix large community", func(c *Config) {
+			c.ServicePrefixes = []ServicePrefix{{CIDR: "10.96.0.0/16", LargeCommunities: []string{"64512:100"}}}
+		}, "servicePrefixes[0].largeCommunities[0]", "64512:100", "global:local1:local2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,6 +273,9 @@ func TestValidateAccepts(t *testing.T) {
 			c.Peers[0].Address = c.RouterID
 		}},
 		{"peer with an IPv6 unique local address", func(c *Config) { c.Peers[1].Address = "fd00::1" }},
+		{"service prefixes with communities", func(c *Config) {
+			c.ServicePrefixes = []ServicePrefix{{CIDR: "10.96.0.0/16", Communities: []string{"64512:100"}, LargeCommunities: []string{"64512:1:100"}}, {CIDR: "fd00:10:96::/112"}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -559,6 +574,12 @@ func TestAccessors(t *testing.T) {
 	}
 	if got := c.Peers[1].LocalAddr(); got.String() != c.Peers[1].LocalAddress {
 		t.Errorf("LocalAddr() = %v", got)
+	}
+
+	c.ServicePrefixes = []ServicePrefix{{CIDR: "10.96.0.0/16", Communities: []string{"64512:100"}, LargeCommunities: []string{"64512:1:100"}}}
+	if got := c.ServicePrefixValues(); len(got) != 1 || got[0].Prefix != netip.MustParsePrefix("10.96.0.0/16") ||
+		!slices.Equal(got[0].Communities, []uint32{64512<<16 | 100}) || !slices.Equal(got[0].LargeCommunities, [][3]uint32{{64512, 1, 100}}) {
+		t.Errorf("ServicePrefixValues() = %+v", got)
 	}
 
 	if (&Config{}).Port() != DefaultListenPort {

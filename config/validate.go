@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podroute/podroute/cni"
+	"github.com/podroute/podroute/internal/community"
 	"github.com/podroute/podroute/routes"
 )
 
@@ -246,6 +247,7 @@ func (c *Config) Validate() error {
 	}
 
 	v.peers(c, cidrs, nodeAddrs)
+	v.servicePrefixes(c.ServicePrefixes, pools, cidrs)
 
 	errs := slices.Clone(c.read.problems)
 	for _, err := range v.errs {
@@ -390,6 +392,45 @@ func (v *validator) podCIDRs(ss []string, pools []netip.Prefix) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// servicePrefixes checks the extra prefixes this node originates: each a
+// network CIDR, listed once, and clear of the pod pools and this node's
+// pod CIDRs (a service prefix inside a pool would be accepted, and
+// routed, by every other node as if it were pods).
+func (v *validator) servicePrefixes(sps []ServicePrefix, pools, cidrs []netip.Prefix) {
+	seen := map[netip.Prefix]int{}
+	for i, sp := range sps {
+		field := fmt.Sprintf("servicePrefixes[%d]", i)
+		p, ok := v.prefix(field+".cidr", sp.CIDR)
+		if ok && p.Bits() == 0 {
+			v.add(field+".cidr", sp.CIDR, "must not be a default route (/0)")
+			ok = false
+		}
+		if ok {
+			if first, dup := seen[p]; dup {
+				v.add(field+".cidr", sp.CIDR, fmt.Sprintf("must be listed once: servicePrefixes[%d] is already %s", first, p))
+			} else {
+				seen[p] = i
+			}
+			for _, q := range append(slices.Clone(pools), cidrs...) {
+				if q.Overlaps(p) {
+					v.add(field+".cidr", sp.CIDR, fmt.Sprintf("must not overlap the pod pools or this node's pod CIDRs (%s): other nodes would route it as pods", q))
+					break
+				}
+			}
+		}
+		for j, s := range sp.Communities {
+			if _, err := community.ParseStandard(s); err != nil {
+				v.add(fmt.Sprintf("%s.communities[%d]", field, j), s, "must be ASN:value, two numbers 0..65535 (e.g. 64512:100)")
+			}
+		}
+		for j, s := range sp.LargeCommunities {
+			if _, err := community.ParseLarge(s); err != nil {
+				v.add(fmt.Sprintf("%s.largeCommunities[%d]", field, j), s, "must be global:local1:local2, three numbers 0..4294967295 (e.g. 64512:1:100)")
+			}
+		}
+	}
 }
 
 // routeProtocol checks the number against routes.ReservedProtocols, the
