@@ -116,8 +116,39 @@ func renderRoutes(w io.Writer, resp *api.ListRoutesResponse) error {
 		}
 		writeTable(&b, []string{"PREFIX", "NEXT HOPS", "KIND", "IN KERNEL", "ERROR"}, rows)
 	}
+	writeServices(&b, resp.GetServices())
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// writeServices prints the Service addresses and ranges, whether this
+// node advertises each and why, sorted by prefix then Service. Nothing
+// when no service range is configured.
+func writeServices(b *bytes.Buffer, services []*api.ServicePrefix) {
+	if len(services) == 0 {
+		return
+	}
+	services = slices.Clone(services)
+	slices.SortStableFunc(services, func(x, y *api.ServicePrefix) int {
+		if c := comparePrefixes(x.GetPrefix(), y.GetPrefix()); c != 0 {
+			return c
+		}
+		return strings.Compare(x.GetService(), y.GetService())
+	})
+	advertised := 0
+	rows := make([][]string, 0, len(services))
+	for _, s := range services {
+		if s.GetAdvertised() {
+			advertised++
+		}
+		comms := append(slices.Clone(s.GetCommunities()), s.GetLargeCommunities()...)
+		rows = append(rows, []string{
+			orDash(s.GetPrefix()), orDash(clean(s.GetService())), orDash(s.GetKind()), yesNo(s.GetAdvertised()),
+			orDash(s.GetVia()), orDash(strings.Join(comms, ",")), clean(s.GetReason()),
+		})
+	}
+	fmt.Fprintf(b, "\nService prefixes (%d of %d advertised by this node):\n", advertised, len(services))
+	writeTable(b, []string{"PREFIX", "SERVICE", "KIND", "ADVERTISED", "VIA", "COMMUNITIES", "WHY"}, rows)
 }
 
 // renderPolicy prints the local pods with the policies isolating them.
@@ -168,6 +199,7 @@ func renderRouteSummary(w io.Writer, s *api.RouteSummary) error {
 	fmt.Fprintf(&b, "kernel rejected:  %d\n", s.GetFailed())
 	fmt.Fprintf(&b, "refused next hop: %d\n", s.GetRefused())
 	fmt.Fprintf(&b, "originated:       %d\n", s.GetOriginated())
+	fmt.Fprintf(&b, "service prefixes: %d\n", s.GetServicePrefixes())
 	_, err := w.Write(b.Bytes())
 	return err
 }

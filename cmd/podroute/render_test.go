@@ -310,3 +310,54 @@ func TestComparePrefixes(t *testing.T) {
 		t.Errorf("sorted = %q, want %q", got, want)
 	}
 }
+
+func TestRenderRoutesWithServices(t *testing.T) {
+	resp := &api.ListRoutesResponse{
+		Routes: []*api.Route{{Prefix: "10.244.1.0/24", Kind: "blackhole", InKernel: true}},
+		Services: []*api.ServicePrefix{
+			{Prefix: "198.51.100.2/32", Service: "web/local", Kind: "LoadBalancerIP", Reason: "no ready endpoint on this node (policy Local)"},
+			{Prefix: "198.51.100.1/32", Service: "web/cluster", Kind: "LoadBalancerIP", Advertised: true, Via: "198.51.100.1/32",
+				LargeCommunities: []string{"64512:2:1"}, Reason: "policy Cluster: every node"},
+			{Prefix: "10.96.0.0/16", Kind: "ClusterIP", Advertised: true, Via: "10.96.0.0/16", Communities: []string{"64512:100"}, Reason: "aggregate range, from every node"},
+			{Prefix: "203.0.113.5/32", Service: "web/cluster", Kind: "ExternalIP", Reason: "out of range"},
+		},
+	}
+	var b bytes.Buffer
+	if err := renderRoutes(&b, resp); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, "Service prefixes (2 of 4 advertised by this node):") {
+		t.Errorf("no services heading with counts:\n%s", out)
+	}
+	want := [][]string{
+		{"PREFIX", "SERVICE", "KIND", "ADVERTISED", "VIA", "COMMUNITIES", "WHY"},
+		{"10.96.0.0/16", "-", "ClusterIP", "yes", "10.96.0.0/16", "64512:100", "aggregate", "range,", "from", "every", "node"},
+		{"198.51.100.1/32", "web/cluster", "LoadBalancerIP", "yes", "198.51.100.1/32", "64512:2:1", "policy", "Cluster:", "every", "node"},
+		{"198.51.100.2/32", "web/local", "LoadBalancerIP", "no", "-", "-", "no", "ready", "endpoint", "on", "this", "node", "(policy", "Local)"},
+		{"203.0.113.5/32", "web/cluster", "ExternalIP", "no", "-", "-", "out", "of", "range"},
+	}
+	heading := strings.Index(out, "Service prefixes (")
+	if heading < 0 {
+		t.Fatalf("no services section:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimRight(out[heading:], "\n"), "\n")[1:]
+	if len(lines) != len(want) {
+		t.Fatalf("got %d service lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, l := range lines {
+		if got := strings.Fields(l); !slices.Equal(got, want[i]) {
+			t.Errorf("line %d fields = %q, want %q", i, got, want[i])
+		}
+		if strings.TrimRight(l, " ") != l {
+			t.Errorf("line %d has trailing blanks: %q", i, l)
+		}
+	}
+	var sum bytes.Buffer
+	if err := renderRouteSummary(&sum, &api.RouteSummary{ServicePrefixes: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sum.String(), "service prefixes: 2") {
+		t.Errorf("summary without the service prefix count:\n%s", sum.String())
+	}
+}

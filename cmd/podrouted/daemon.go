@@ -112,7 +112,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, leavin
 		pumpRoutes(ctx, speaker.Updates(), speaker.Synced(), rec, log)
 	}()
 
-	status := &statusServer{cfg: cfg, speaker: speaker, routes: rec, policy: extras.policy, started: time.Now()}
+	status := &statusServer{cfg: cfg, speaker: speaker, routes: rec, policy: extras.policy, started: time.Now(), services: node.serviceRoutes}
 	// (status reads cfg for the node's identity only; peers come from the
 	// speaker.)
 	lis, err := api.Listen(cfg.GRPCSocket)

@@ -19,6 +19,7 @@ import (
 	"github.com/podroute/podroute/policy/nft"
 
 	"github.com/podroute/podroute/cluster"
+	"github.com/podroute/podroute/cluster/lbipam"
 	"github.com/podroute/podroute/config"
 )
 
@@ -42,10 +43,26 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 	rest.UserAgent = "podrouted/" + version
 	// client-go logs through klog; route it into the daemon's JSON log.
 	klog.SetSlogLogger(log.With("source", "client-go"))
+	if len(cfg.ServicePrefixes) > 0 {
+		log.Warn("servicePrefixes in the configuration file are for static mode and ignored in Kubernetes mode; set service ranges in BGPConfiguration default (spec.serviceClusterIPs, ...)")
+		cfg.ServicePrefixes = nil
+	}
 	w, err := cluster.NewWatcher(rest, cfg.NodeName, ko.namespace, log)
 	if err != nil {
 		return err
 	}
+	svcCtl, svcDone, err := startServiceController(ctx, rest, w, cfg.NodeName, ko.namespace, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A leader releases its Lease on the way out, so that another
+		// node takes over at once rather than after the Lease expires.
+		select {
+		case <-svcDone:
+		case <-time.After(5 * time.Second):
+		}
+	}()
 	// A mailbox of one: only the newest desired state matters.
 	latest := make(chan cluster.Desired, 1)
 	go func() {
@@ -64,6 +81,7 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 	if err != nil {
 		return err
 	}
+	svcCtl.SetConfig(first.Services, first.LoadBalancer)
 	cfg.RouterID = first.RouterID.String()
 	cfg.ASN = first.ASN
 	cfg.PodCIDRs = nil
@@ -124,6 +142,7 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 					log.Warn("AS number, router ID or route protocol changed in Kubernetes; restart podrouted to apply them (everything else applies now)",
 						"asn", d.ASN, "router_id", d.RouterID, "route_protocol", d.RouteProtocol)
 				}
+				svcCtl.SetConfig(d.Services, d.LoadBalancer)
 				select {
 				case changes <- desiredFromCluster(d):
 				case <-ctx.Done():
@@ -137,6 +156,29 @@ func runKubernetes(ctx context.Context, cfg *config.Config, ko kubernetesOptions
 		return err
 	}
 	return runDaemon(ctx, cfg, log, leaving, desiredFromCluster(first), changes, ready, extras)
+}
+
+// startServiceController starts the leader-elected Service controller
+// (LoadBalancer address allocation, Events on bad Service input). It
+// campaigns only once BGPConfiguration has service ranges or pools, and
+// it shares the watcher's Service informer.
+func startServiceController(ctx context.Context, rest *rest.Config, w *cluster.Watcher, node, namespace string, log *slog.Logger) (*lbipam.Controller, <-chan struct{}, error) {
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client for the Service controller: %w", err)
+	}
+	c, err := lbipam.New(lbipam.Options{Client: client, Services: w.Services(), Namespace: namespace, Identity: node, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("Service controller stopped", "err", err)
+		}
+	}()
+	return c, done, nil
 }
 
 // startPolicy starts NetworkPolicy enforcement unless the config turns it
@@ -198,7 +240,8 @@ func waitForNode(ctx context.Context, latest <-chan cluster.Desired, node string
 }
 
 func desiredFromCluster(d cluster.Desired) desiredNode {
-	return desiredNode{PodCIDRs: d.PodCIDRs, Peers: d.Peers, Policy: d.Policy}
+	return desiredNode{PodCIDRs: d.PodCIDRs, Peers: d.Peers, Policy: d.Policy,
+		Advertisements: d.Advertisements, Services: d.ServiceRoutes}
 }
 
 // podNamespace is podrouted's namespace: POD_NAMESPACE from the downward

@@ -7,7 +7,9 @@ import (
 
 	"github.com/podroute/podroute/api"
 	"github.com/podroute/podroute/bgp"
+	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/internal/community"
 	"github.com/podroute/podroute/policy/controller"
 	"github.com/podroute/podroute/routes"
 )
@@ -21,6 +23,8 @@ type statusServer struct {
 	routes  *routes.Reconciler
 	policy  *controller.Controller // nil: NetworkPolicy not enforced
 	started time.Time
+	// services returns the Service lines last applied (nil: none).
+	services func() []cluster.ServiceRoute
 }
 
 func (s *statusServer) GetStatus(ctx context.Context, _ *api.GetStatusRequest) (*api.GetStatusResponse, error) {
@@ -84,9 +88,12 @@ func (s *statusServer) ListRoutes(_ context.Context, req *api.ListRoutesRequest)
 		InKernel: uint64(sum.InKernel), Failed: uint64(sum.Failed), Refused: uint64(sum.Refused),
 		Originated: uint64(len(s.speaker.Originated())),
 	}}
+	advs := s.speaker.Advertisements()
+	resp.Summary.ServicePrefixes = uint64(len(advs))
 	if req.GetSummaryOnly() {
 		return resp, nil
 	}
+	resp.Services = s.serviceLines(advs)
 	snap := s.routes.Snapshot()
 	resp.Routes = make([]*api.Route, 0, len(snap))
 	for _, r := range snap {
@@ -127,4 +134,37 @@ func (s *statusServer) GetPolicy(context.Context, *api.GetPolicyRequest) (*api.G
 		resp.Problems = append(resp.Problems, &api.PolicyProblem{Kind: p.Kind, Object: p.Object.String(), Reason: p.Reason, Message: p.Message})
 	}
 	return resp, nil
+}
+
+// serviceLines turns the computed Service lines into the API's, checking
+// each against what the speaker really originates: a prefix it refused
+// (see the log) is not shown as advertised.
+func (s *statusServer) serviceLines(advs []bgp.Advertisement) []*api.ServicePrefix {
+	if s.services == nil {
+		return nil
+	}
+	byPrefix := make(map[netip.Prefix]bgp.Advertisement, len(advs))
+	for _, a := range advs {
+		byPrefix[a.Prefix] = a
+	}
+	lines := s.services()
+	out := make([]*api.ServicePrefix, 0, len(lines))
+	for _, l := range lines {
+		sp := &api.ServicePrefix{Prefix: l.Prefix.String(), Service: l.Service, Kind: string(l.Kind), Reason: string(l.Reason)}
+		if l.Advertised {
+			if a, ok := byPrefix[l.Via]; ok {
+				sp.Advertised, sp.Via = true, l.Via.String()
+				for _, c := range a.Communities {
+					sp.Communities = append(sp.Communities, community.FormatStandard(c))
+				}
+				for _, c := range a.LargeCommunities {
+					sp.LargeCommunities = append(sp.LargeCommunities, community.FormatLarge(c))
+				}
+			} else {
+				sp.Reason += "; but " + l.Via.String() + " is not originated (refused by the speaker: see the log)"
+			}
+		}
+		out = append(out, sp)
+	}
+	return out
 }
