@@ -114,9 +114,22 @@ func skipUnlessPossible(t *testing.T) {
 	}
 }
 
+// labOptions change what newLabWith builds.
+type labOptions struct {
+	// serviceCIDRs are kube-apiserver's Service ranges (default
+	// 10.96.0.0/16; two for dual-stack Services).
+	serviceCIDRs []string
+}
+
 // newLab builds binaries, namespaces, the LAN, FRR and the control plane.
 // Everything is torn down when the test ends, on every exit path.
 func newLab(t *testing.T) *lab {
+	t.Helper()
+	return newLabWith(t, labOptions{})
+}
+
+// newLabWith is newLab with options.
+func newLabWith(t *testing.T, opts labOptions) *lab {
 	t.Helper()
 	begin := time.Now()
 	l := &lab{t: t, c: &netns.Cleanup{}, run: netns.NewRunID(), outage: map[string][2]int64{}}
@@ -186,6 +199,8 @@ func newLab(t *testing.T) *lab {
 		Netns:       l.cpNS,
 		BindAddress: cpAddr,
 		Logf:        t.Logf,
+
+		ServiceClusterIPRanges: opts.serviceCIDRs,
 	})
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
