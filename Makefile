@@ -56,12 +56,17 @@ unit:
 # bench prints route-install throughput beside `ip -batch`, then the time
 # from BGP Established to N routes in the kernel (FRR sending 10k and 100k
 # prefixes) for podrouted beside BIRD 2, with peak RSS and single-prefix
-# latency (root); then NetworkPolicy: change-to-kernel latency with 1,000
-# pods and 200 policies, ruleset size, pod-to-pod throughput with and
-# without policies.
+# latency (root); a flood of 200k one-prefix UPDATEs from a raw peer to
+# podrouted beside BIRD 2, and the same past a limit of 10,000 beside a
+# good session; `podroute status`, `routes --summary` and a /metrics
+# scrape at 10k and 100k routes; then NetworkPolicy: change-to-kernel
+# latency with 1,000 pods and 200 policies, ruleset size, pod-to-pod
+# throughput with and without policies.
 bench: deps
 	$(GO) test -run XXX -bench Install -benchtime 1x -count=1 ./routes/
 	$(GO) test -run '^$$' -bench BGPToKernel -benchtime 1x -count=1 ./testbed/bgpbench/
+	$(GO) test -run '^$$' -bench BGPFlood -benchtime 1x -count=1 -timeout 20m ./testbed/bgpbench/
+	$(GO) test -run '^$$' -bench StatusLatency -benchtime 1x -count=1 ./testbed/bgpbench/
 	$(GO) test -run '^$$' -bench Policy -benchtime 1x -count=1 ./policy/nft/
 
 # lab builds the leafspine lab (FRR routers, podrouted nodes, pods in
