@@ -117,40 +117,59 @@ func TestSessionLossStartsNoHoldOff(t *testing.T) {
 	}
 }
 
-func TestLimitNear(t *testing.T) {
-	for _, tc := range []struct {
-		limit uint32
-		near  uint64
-	}{
-		{1, 0}, {100, 0}, {limitMargin, 0},
-		// Past the margin, GoBGP's check comes on limitMargin below the
-		// limit, but never later than limitNearPct of it.
-		{10000, 10000 - limitMargin},
-		{50000, 40000},
-		{100000, 80000},
-		{1000000, 800000},
-	} {
-		if got := limitNear(tc.limit); got != tc.near {
-			t.Errorf("limitNear(%d) = %d, want %d", tc.limit, got, tc.near)
-		}
+// The UPDATE that crosses a peer's limit marks the peer over its limit
+// before its paths reach the best-path view (the pre-policy event comes
+// first on GoBGP's stream): the view refuses them, and the guard is told.
+func TestLimitCrossingRefusesNewPaths(t *testing.T) {
+	c := newAdjInCounter()
+	v := newRIBView(slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	v.refuse = c.overLimit
+	peer := netip.MustParseAddr("192.0.2.1")
+	c.setLimit(peer, 2)
+	first := []*apiutil.Path{
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", false),
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.2.0/24", false),
 	}
-	for _, tc := range []struct {
-		limit uint32
-		count uint64
-		on    bool
-		want  bool
-	}{
-		{0, 1 << 40, false, false}, // no limit, never on
-		{0, 0, true, false},        // limit removed: off
-		{100, 0, false, true},      // small limit: on from the start
-		{100000, 79999, false, false},
-		{100000, 80000, false, true},
-		{100000, 70000, true, true},  // hysteresis: stays on...
-		{100000, 59999, true, false}, // ...until well below
-	} {
-		if got := wantGoBGPLimit(tc.limit, tc.count, tc.on); got != tc.want {
-			t.Errorf("wantGoBGPLimit(limit %d, count %d, on %v) = %v, want %v", tc.limit, tc.count, tc.on, got, tc.want)
+	c.onUpdate(first, time.Now())
+	v.apply(first)
+	if c.overLimit(peer) {
+		t.Fatal("over its limit at the limit")
+	}
+	third := []*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.3.0/24", false)}
+	c.onUpdate(third, time.Now())
+	select {
+	case got := <-c.over:
+		if got != peer {
+			t.Errorf("guard told of %s, want %s", got, peer)
 		}
+	default:
+		t.Error("crossing the limit did not tell the guard")
+	}
+	v.apply(third)
+	if _, ok := v.paths[netkey.Of(netip.MustParsePrefix("10.244.3.0/24"))]; ok {
+		t.Error("the path past the limit was taken into the view")
+	}
+	if n := len(v.paths); n != 2 {
+		t.Errorf("view holds %d prefixes, want the 2 within the limit", n)
+	}
+	// Withdrawals still pass: a peer past its limit may take back.
+	w := []*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", true)}
+	v.apply(w)
+	if n := len(v.paths); n != 1 {
+		t.Errorf("after a withdrawal the view holds %d, want 1", n)
+	}
+	// A new session starts clean; a raised limit is no longer crossed.
+	c.forget(peer)
+	c.setLimit(peer, 10)
+	c.onUpdate(third, time.Now())
+	if c.overLimit(peer) {
+		t.Error("a new session is marked over its limit")
+	}
+	// A lowered limit already exceeded trips at once.
+	c.onUpdate(first, time.Now())
+	c.setLimit(peer, 1)
+	if !c.overLimit(peer) {
+		t.Error("lowering the limit below the count did not trip it")
 	}
 }
 

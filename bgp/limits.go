@@ -14,60 +14,31 @@ import (
 
 // Per-peer prefix limits, enforced exactly and cheaply.
 //
-// GoBGP's own prefix limit is exact (it tears the session down inside the
-// UPDATE that crosses the limit, before any of it reaches the RIB) but it
-// counts the peer's Adj-RIB-In by walking it on every UPDATE: 5-6 ms per
-// UPDATE with 100k paths. podroute therefore counts what each peer sent
-// itself, from GoBGP's pre-policy update events, and switches GoBGP's
-// check on only when a peer is near its limit, where the walk is bounded
-// by the limit. Far from the limit no UPDATE costs a walk.
+// GoBGP's own prefix limit counts the peer's Adj-RIB-In by walking (and
+// copying) it on every UPDATE: 5-6 ms per UPDATE with 100k paths, and a
+// flood of single-prefix UPDATEs against a 10,000 limit took 12-15 s to
+// reach the teardown. podroute counts what each peer sent itself, from
+// GoBGP's pre-policy update events, and enforces the limit there:
 //
-// "Near" leaves room for limitMargin prefixes, several full UPDATEs,
-// between the switch and the limit, because the switch happens a moment
-// after the events that triggered it; small limits therefore have GoBGP's
-// check on from the start.
+//   - GoBGP reports an UPDATE's paths to the pre-policy watch before it
+//     reports the best-path changes they cause, on the same ordered event
+//     stream. The UPDATE that crosses the limit therefore marks the peer
+//     over its limit before any of its paths reaches the best-path view,
+//     which then refuses every new path from that peer: nothing past the
+//     limit is ever installed.
+//   - The session is then torn down with the NOTIFICATION RFC 4486 asks
+//     for (Cease, Maximum Number of Prefixes Reached): GoBGP's own check
+//     is switched on for that one moment (it fires at once, one walk) and
+//     the peer is re-created administratively down (holdOffLocked), which
+//     drops what it sent and the UPDATEs still queued.
+//
+// GoBGP keeps paths it rejects for an AS-path loop without reporting them;
+// a periodic exact recount (one walk per limited peer every limitRecount)
+// catches a peer filling the table with those.
 
-const (
-	// limitMargin is how many prefixes may still arrive between our count
-	// reaching "near" and GoBGP's check taking over: a 4096-byte UPDATE
-	// holds at most about 1,360 prefixes of /9 or longer.
-	limitMargin = 8192
-	// limitNearPct caps "near" for large limits.
-	limitNearPct = 80
-	// limitOffPct: below this share of "near" GoBGP's check is switched
-	// off again (hysteresis, so a peer hovering at the mark does not flap
-	// the setting).
-	limitOffPct = 75
-	// limitRecount is how often the guard asks GoBGP for the exact count
-	// of a limited peer, a single walk: paths GoBGP stores but never
-	// reports (those it rejects for an AS-path loop) are seen this way.
-	limitRecount = 10 * time.Second
-)
-
-// limitNear is the count at which GoBGP's exact check must be on.
-func limitNear(limit uint32) uint64 {
-	l := uint64(limit)
-	near := l * limitNearPct / 100
-	if l > limitMargin && l-limitMargin < near {
-		near = l - limitMargin
-	} else if l <= limitMargin {
-		near = 0
-	}
-	return near
-}
-
-// wantGoBGPLimit decides the switch for a peer that has count prefixes
-// and the switch at on.
-func wantGoBGPLimit(limit uint32, count uint64, on bool) bool {
-	if limit == 0 {
-		return false
-	}
-	near := limitNear(limit)
-	if on {
-		return count*100 >= near*limitOffPct
-	}
-	return count >= near
-}
+// limitRecount is how often the guard asks GoBGP for the exact Adj-RIB-In
+// size of each limited peer (paths GoBGP stores but never reports).
+const limitRecount = 10 * time.Second
 
 // adjInCounter mirrors the size of each peer's Adj-RIB-In: prefixes from
 // pre-policy update events, minus those GoBGP drops itself when a session
@@ -75,17 +46,38 @@ func wantGoBGPLimit(limit uint32, count uint64, on bool) bool {
 type adjInCounter struct {
 	mu    sync.Mutex
 	peers map[netip.Addr]*adjInPeer
-	kick  chan struct{}
+	// limits are the peers' maxPrefixes (absent or 0: no limit).
+	limits map[netip.Addr]uint32
+	// over reports a peer that just crossed its limit (to Speaker).
+	over chan netip.Addr
 }
 
 type adjInPeer struct {
 	prefixes map[netkey.Key]struct{}
 	// floor is GoBGP's own count from the last recount.
 	floor uint64
+	// overLimit: this session crossed the limit; its new paths are
+	// refused until the session is gone.
+	overLimit bool
 }
 
 func newAdjInCounter() *adjInCounter {
-	return &adjInCounter{peers: map[netip.Addr]*adjInPeer{}, kick: make(chan struct{}, 1)}
+	return &adjInCounter{peers: map[netip.Addr]*adjInPeer{}, limits: map[netip.Addr]uint32{}, over: make(chan netip.Addr, 64)}
+}
+
+// setLimit records a peer's limit; a lowered limit already exceeded trips
+// at once.
+func (c *adjInCounter) setLimit(addr netip.Addr, limit uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit == 0 {
+		delete(c.limits, addr)
+		return
+	}
+	c.limits[addr] = limit
+	if peer := c.peers[addr]; peer != nil {
+		c.checkLocked(addr, peer)
+	}
 }
 
 // onUpdate is GoBGP's callback for pre-policy updates and its own
@@ -95,6 +87,9 @@ func (c *adjInCounter) onUpdate(paths []*apiutil.Path, _ time.Time) {
 		return
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last netip.Addr
+	var peer *adjInPeer
 	for _, p := range paths {
 		if !p.PeerAddress.IsValid() {
 			continue
@@ -104,29 +99,53 @@ func (c *adjInCounter) onUpdate(paths []*apiutil.Path, _ time.Time) {
 			continue
 		}
 		addr := p.PeerAddress.Unmap()
-		peer := c.peers[addr]
-		if peer == nil {
-			if p.Withdrawal {
-				continue
+		if addr != last || peer == nil {
+			if peer != nil {
+				c.checkLocked(last, peer)
 			}
-			peer = &adjInPeer{prefixes: map[netkey.Key]struct{}{}}
-			c.peers[addr] = peer
+			last, peer = addr, c.peers[addr]
+			if peer == nil && !p.Withdrawal {
+				peer = &adjInPeer{prefixes: map[netkey.Key]struct{}{}}
+				c.peers[addr] = peer
+			}
 		}
-		if p.Withdrawal {
+		if peer == nil {
+			continue
+		}
+		switch {
+		case p.Withdrawal:
 			delete(peer.prefixes, netkey.Of(prefix))
-		} else {
+		case peer.overLimit:
+			// Refused, and the session is on its way down: the count
+			// stays where it crossed the limit.
+		default:
 			peer.prefixes[netkey.Of(prefix)] = struct{}{}
 		}
 	}
-	c.mu.Unlock()
-	c.kickGuard()
+	if peer != nil {
+		c.checkLocked(last, peer)
+	}
 }
 
-func (c *adjInCounter) kickGuard() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
+// checkLocked marks a peer over its limit the moment its count passes it.
+func (c *adjInCounter) checkLocked(addr netip.Addr, peer *adjInPeer) {
+	limit, ok := c.limits[addr]
+	if !ok || peer.overLimit || max(uint64(len(peer.prefixes)), peer.floor) <= uint64(limit) {
+		return
 	}
+	peer.overLimit = true
+	select {
+	case c.over <- addr:
+	default: // the guard is behind; the recount finds it again
+	}
+}
+
+// overLimit reports whether addr's session crossed its limit.
+func (c *adjInCounter) overLimit(addr netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	peer := c.peers[addr]
+	return peer != nil && peer.overLimit
 }
 
 // count is the peer's Adj-RIB-In size as far as we know.
@@ -149,6 +168,7 @@ func (c *adjInCounter) setFloor(addr netip.Addr, n uint64) {
 		c.peers[addr] = peer
 	}
 	peer.floor = n
+	c.checkLocked(addr, peer)
 }
 
 // forget drops a peer's count: its session ended (GoBGP's own drop of
@@ -158,72 +178,61 @@ func (c *adjInCounter) forget(addr netip.Addr) {
 	c.mu.Lock()
 	delete(c.peers, addr)
 	c.mu.Unlock()
-	c.kickGuard()
 }
 
-// guardLimits switches GoBGP's exact prefix check on and off as peers
-// approach and leave their limits, until ctx ends.
+// guardLimits tears down the sessions that crossed their limits, and
+// recounts the limited peers exactly now and then, until ctx ends.
 func (s *Speaker) guardLimits(ctx context.Context) {
 	recount := time.NewTicker(limitRecount)
 	defer recount.Stop()
 	for {
-		exact := false
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.adjIn.kick:
+		case addr := <-s.adjIn.over:
+			s.tearDownOverLimit(ctx, addr)
 		case <-recount.C:
-			exact = true
+			s.recountLimited(ctx)
 		}
-		s.checkLimits(ctx, exact)
 	}
 }
 
-func (s *Speaker) checkLimits(ctx context.Context, exact bool) {
-	type limited struct {
-		peer   Peer
-		on, up bool
-	}
+// recountLimited asks GoBGP for the exact count of each Established peer
+// that has a limit (one walk of its table each).
+func (s *Speaker) recountLimited(ctx context.Context) {
 	s.mu.Lock()
-	var todo []limited
+	var peers []netip.Addr
 	for addr, p := range s.peers {
-		if live := s.peerState[addr]; live != nil && (p.MaxPrefixes > 0 || live.gobgpLimit) {
-			todo = append(todo, limited{peer: p, on: live.gobgpLimit, up: live.state == "Established"})
+		if live := s.peerState[addr]; live != nil && p.MaxPrefixes > 0 && live.state == "Established" {
+			peers = append(peers, addr)
 		}
 	}
 	s.mu.Unlock()
-	for _, l := range todo {
-		addr := l.peer.Address
-		if exact && l.up && !l.on {
-			if n, ok := s.gobgpReceived(ctx, addr); ok {
-				s.adjIn.setFloor(addr, n)
-			}
+	for _, addr := range peers {
+		if n, ok := s.gobgpReceived(ctx, addr); ok {
+			s.adjIn.setFloor(addr, n)
 		}
-		want := wantGoBGPLimit(l.peer.MaxPrefixes, s.adjIn.count(addr), l.on)
-		if want == l.on {
-			continue
-		}
-		s.switchGoBGPLimit(ctx, l.peer, want)
 	}
 }
 
-// switchGoBGPLimit turns GoBGP's check for p on or off in place (no
-// session reset). Turned on past the limit, GoBGP tears the session down
-// at once.
-func (s *Speaker) switchGoBGPLimit(ctx context.Context, p Peer, on bool) {
+// tearDownOverLimit ends a session that crossed its limit: GoBGP's own
+// check, switched on in place, sends the Cease (Maximum Number of Prefixes
+// Reached) NOTIFICATION at once; the state event that follows starts the
+// hold-off (onPeerEvent, holdOffLocked), which re-creates the peer
+// administratively down.
+func (s *Speaker) tearDownOverLimit(ctx context.Context, addr netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	live := s.peerState[p.Address]
-	if cur, ok := s.peers[p.Address]; !ok || cur != p || live == nil || live.gobgpLimit == on {
-		return // changed meanwhile; the next check decides again
-	}
-	held := live.holdOff != nil
-	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: on, adminDown: held})}); err != nil {
-		s.log.Warn("switch GoBGP's prefix limit", "peer", p.Address, "on", on, "err", err)
+	p, ok := s.peers[addr]
+	live := s.peerState[addr]
+	if !ok || live == nil || p.MaxPrefixes == 0 || live.holdOff != nil {
 		return
 	}
-	live.gobgpLimit = on
-	s.log.Debug("GoBGP's prefix limit check", "peer", p.Address, "on", on, "max_prefixes", p.MaxPrefixes)
+	s.log.Warn("peer crossed its prefix limit; its new routes are refused and the session is torn down",
+		"peer", addr, "max_prefixes", p.MaxPrefixes, "received", s.adjIn.count(addr))
+	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: true})}); err != nil {
+		s.log.Warn("tear down a peer past its prefix limit", "peer", addr, "err", err)
+	}
 }
 
 // gobgpReceived asks GoBGP for the size of addr's Adj-RIB-In (one walk).

@@ -30,6 +30,9 @@ import (
 // nothing per prefix here but its map slot.
 type ribView struct {
 	log *slog.Logger
+	// refuse reports a peer whose new paths must not be installed (it
+	// crossed its prefix limit); nil: none.
+	refuse func(netip.Addr) bool
 	// multipath: GoBGP reports each change to a prefix's equal-cost set.
 	// Without it, each event carries the new best path alone, which
 	// replaces whatever the prefix had.
@@ -184,6 +187,9 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 	}
 	v.mu.Lock()
 	changed := false
+	// One look-up per peer and event: an event's paths come from one peer.
+	var lastPeer netip.Addr
+	refused := false
 	for _, p := range paths {
 		// Our own originated paths have no peer; a learned path that one
 		// of them displaced comes as its own withdrawal.
@@ -197,6 +203,13 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 		}
 		peer := p.PeerAddress.Unmap()
 		k := netkey.Of(prefix)
+		if peer != lastPeer {
+			lastPeer, refused = peer, v.refuse != nil && v.refuse(peer)
+		}
+		if refused && !p.Withdrawal {
+			v.log.Debug("refusing a path from a peer past its prefix limit", "prefix", prefix, "peer", peer)
+			continue
+		}
 		if p.Withdrawal {
 			changed = v.setLocked(k, prefix, v.sets.apply(v.paths[k], usedPath{peer: peer}, true)) || changed
 			continue

@@ -69,9 +69,6 @@ type peerLive struct {
 	// holdOff re-enables a peer torn down for exceeding its prefix limit;
 	// one teardown starts one timer, replacing any earlier one.
 	holdOff *time.Timer
-	// gobgpLimit says GoBGP's own (exact, but per-UPDATE table walking)
-	// prefix limit is switched on for this peer; see limits.go.
-	gobgpLimit bool
 }
 
 // GoBGPAPIOption serves GoBGP's own gRPC API at addr (for the gobgp
@@ -117,6 +114,8 @@ func New(cfg Config, opts ...server.ServerOption) (*Speaker, error) {
 	gobgpLog := slog.New(levelFilter{cfg.Logger.With("source", "gobgp").Handler(), level})
 	s.srv = server.NewBgpServer(append([]server.ServerOption{server.LoggerOption(gobgpLog, level)}, opts...)...)
 	s.setHeld = s.setHeldLocked
+	// Paths from a peer past its limit are never installed (limits.go).
+	s.rib.refuse = s.adjIn.overLimit
 	return s, nil
 }
 
@@ -460,6 +459,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		}
 		delete(s.peerState, p.Address)
 		s.adjIn.forget(p.Address)
+		s.adjIn.setLimit(p.Address, 0)
 		s.log.Info("peer removed", "peer", p.Address)
 	}
 	for _, p := range plan.recreate {
@@ -472,23 +472,19 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		if live := s.peerState[p.Address]; live != nil {
 			// The session is gone now, whatever GoBGP's events still
 			// have to say about it.
-			live.gobgpLimit = false
 			live.state, live.since, live.eor = "Idle", time.Now(), false
 		}
 		plan.add = append(plan.add, p)
 	}
 	for _, p := range plan.update {
 		live := s.peerState[p.Address]
-		gobgpLimit := live != nil && live.gobgpLimit && p.MaxPrefixes > 0
 		held := live != nil && live.holdOff != nil
-		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: gobgpLimit, adminDown: held})}); err != nil {
+		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, adminDown: held})}); err != nil {
 			errs = append(errs, fmt.Errorf("update peer %s: %w", p.Address, err))
 			continue
 		}
-		if live != nil {
-			live.gobgpLimit = gobgpLimit
-		}
 		s.peers[p.Address] = p
+		s.adjIn.setLimit(p.Address, p.MaxPrefixes)
 		s.log.Info("peer updated in place", "peer", p.Address)
 	}
 	for _, p := range plan.add {
@@ -499,6 +495,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		s.peers[p.Address] = p
+		s.adjIn.setLimit(p.Address, p.MaxPrefixes)
 		if _, ok := s.peerState[p.Address]; !ok {
 			s.peerState[p.Address] = &peerLive{state: "Idle", since: time.Now()}
 		}
@@ -508,8 +505,6 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		errs = append(errs, err)
 	}
 	s.checkSyncedLocked()
-	// A lowered limit may already be near or past the count.
-	s.adjIn.kickGuard()
 	return errors.Join(errs...)
 }
 
@@ -519,12 +514,8 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 // once.
 func (s *Speaker) setHeldLocked(p Peer, held bool) error {
 	ctx := context.Background()
-	live := s.peerState[p.Address]
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 		return err
-	}
-	if live != nil {
-		live.gobgpLimit = false
 	}
 	s.adjIn.forget(p.Address)
 	return s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, restarting: s.restarting, adminDown: held})})
