@@ -30,9 +30,6 @@ import (
 // nothing per prefix here but its map slot.
 type ribView struct {
 	log *slog.Logger
-	// refuse reports a peer whose new paths must not be installed (it
-	// crossed its prefix limit); nil: none.
-	refuse func(netip.Addr) bool
 	// multipath: GoBGP reports each change to a prefix's equal-cost set.
 	// Without it, each event carries the new best path alone, which
 	// replaces whatever the prefix had.
@@ -46,6 +43,12 @@ type ribView struct {
 	// paths and those that use only its paths (for status).
 	inUse map[netip.Addr]uint64
 	sole  map[netip.Addr]uint64
+	// limits, overLimit, floor and over enforce the peers' prefix limits
+	// (limits.go).
+	limits    map[netip.Addr]uint32
+	overLimit map[netip.Addr]bool
+	floor     map[netip.Addr]uint64
+	over      chan netip.Addr
 	// learned counts the prefixes of each family (index: is IPv6).
 	learned [2]uint64
 	own     [2]uint64
@@ -168,6 +171,10 @@ func newRIBView(log *slog.Logger, multipath bool) *ribView {
 		dirty:     map[netkey.Key]struct{}{},
 		inUse:     map[netip.Addr]uint64{},
 		sole:      map[netip.Addr]uint64{},
+		limits:    map[netip.Addr]uint32{},
+		overLimit: map[netip.Addr]bool{},
+		floor:     map[netip.Addr]uint64{},
+		over:      make(chan netip.Addr, 64),
 		kick:      make(chan struct{}, 1),
 		// One batch in flight: while the consumer is busy, changes
 		// gather (and coalesce) in the dirty set rather than in a queue.
@@ -187,9 +194,6 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 	}
 	v.mu.Lock()
 	changed := false
-	// One look-up per peer and event: an event's paths come from one peer.
-	var lastPeer netip.Addr
-	refused := false
 	for _, p := range paths {
 		// Our own originated paths have no peer; a learned path that one
 		// of them displaced comes as its own withdrawal.
@@ -203,13 +207,6 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 		}
 		peer := p.PeerAddress.Unmap()
 		k := netkey.Of(prefix)
-		if peer != lastPeer {
-			lastPeer, refused = peer, v.refuse != nil && v.refuse(peer)
-		}
-		if refused && !p.Withdrawal {
-			v.log.Debug("refusing a path from a peer past its prefix limit", "prefix", prefix, "peer", peer)
-			continue
-		}
 		if p.Withdrawal {
 			changed = v.setLocked(k, prefix, v.sets.apply(v.paths[k], usedPath{peer: peer}, true)) || changed
 			continue
@@ -230,6 +227,11 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 			continue
 		}
 		from := v.paths[k]
+		if !slices.ContainsFunc(v.sets.get(from).paths, func(u usedPath) bool { return u.peer == peer }) && !v.admitLocked(peer) {
+			// A new prefix for this peer, past its limit (limits.go).
+			v.log.Debug("refusing a path from a peer past its prefix limit", "prefix", prefix, "peer", peer)
+			continue
+		}
 		if !v.multipath {
 			from = 0 // the new best replaces the prefix's whole set
 		}

@@ -23,9 +23,8 @@ type Speaker struct {
 	srv *server.BgpServer
 
 	// rib mirrors the paths GoBGP uses per prefix and hands changes to
-	// Updates; adjIn counts what each peer sent (see limits.go).
-	rib   *ribView
-	adjIn *adjInCounter
+	// Updates, and enforces the peers' prefix limits (limits.go).
+	rib *ribView
 
 	mu         sync.Mutex
 	peers      map[netip.Addr]Peer // as applied to GoBGP
@@ -96,7 +95,6 @@ func New(cfg Config, opts ...server.ServerOption) (*Speaker, error) {
 		cfg:        cfg,
 		log:        log,
 		rib:        newRIBView(log, cfg.Multipath),
-		adjIn:      newAdjInCounter(),
 		peers:      map[netip.Addr]Peer{},
 		peerState:  map[netip.Addr]*peerLive{},
 		originated: map[netip.Prefix]*apiutil.Path{},
@@ -114,8 +112,6 @@ func New(cfg Config, opts ...server.ServerOption) (*Speaker, error) {
 	gobgpLog := slog.New(levelFilter{cfg.Logger.With("source", "gobgp").Handler(), level})
 	s.srv = server.NewBgpServer(append([]server.ServerOption{server.LoggerOption(gobgpLog, level)}, opts...)...)
 	s.setHeld = s.setHeldLocked
-	// Paths from a peer past its limit are never installed (limits.go).
-	s.rib.refuse = s.adjIn.overLimit
 	return s, nil
 }
 
@@ -183,9 +179,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 		OnBestPath:   s.onBestPath,
 		OnPathEor:    s.onEOR,
 		OnPeerUpdate: s.onPeerEvent,
-		OnPathUpdate: s.adjIn.onUpdate,
-	}, server.WatchBestPath(true), server.WatchEor(false), server.WatchPeer(),
-		server.WatchUpdate(false, "", ""), server.WatchAdjInWithdraw())
+	}, server.WatchBestPath(true), server.WatchEor(false), server.WatchPeer())
 	if err != nil {
 		cancel()
 		s.srv.Stop()
@@ -458,8 +452,8 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			live.holdOff.Stop()
 		}
 		delete(s.peerState, p.Address)
-		s.adjIn.forget(p.Address)
-		s.adjIn.setLimit(p.Address, 0)
+		s.rib.forgetSession(p.Address)
+		s.rib.setLimit(p.Address, 0)
 		s.log.Info("peer removed", "peer", p.Address)
 	}
 	for _, p := range plan.recreate {
@@ -468,7 +462,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		delete(s.peers, p.Address)
-		s.adjIn.forget(p.Address)
+		s.rib.forgetSession(p.Address)
 		if live := s.peerState[p.Address]; live != nil {
 			// The session is gone now, whatever GoBGP's events still
 			// have to say about it.
@@ -484,7 +478,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		s.peers[p.Address] = p
-		s.adjIn.setLimit(p.Address, p.MaxPrefixes)
+		s.rib.setLimit(p.Address, p.MaxPrefixes)
 		s.log.Info("peer updated in place", "peer", p.Address)
 	}
 	for _, p := range plan.add {
@@ -495,7 +489,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		s.peers[p.Address] = p
-		s.adjIn.setLimit(p.Address, p.MaxPrefixes)
+		s.rib.setLimit(p.Address, p.MaxPrefixes)
 		if _, ok := s.peerState[p.Address]; !ok {
 			s.peerState[p.Address] = &peerLive{state: "Idle", since: time.Now()}
 		}
@@ -517,7 +511,7 @@ func (s *Speaker) setHeldLocked(p Peer, held bool) error {
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 		return err
 	}
-	s.adjIn.forget(p.Address)
+	s.rib.forgetSession(p.Address)
 	return s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, restarting: s.restarting, adminDown: held})})
 }
 
