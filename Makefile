@@ -44,7 +44,7 @@ TEST_LOG ?= test-output.log
 test: deps k8s-tools vet
 	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./...   (full output: $(TEST_LOG))"
 	@$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./... > $(TEST_LOG) 2>&1; status=$$?; \
-	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|e2e|e2e_kubernetes|kubernetes|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|kubernetes|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
 		| grep -v -e 'log (tail)' -e 'log (last' ; \
 	if [ $$status -ne 0 ]; then echo "=== tests failed; the end of $(TEST_LOG):"; tail -n 300 $(TEST_LOG); fi; \
 	exit $$status
