@@ -44,7 +44,7 @@ TEST_LOG ?= test-output.log
 test: deps k8s-tools vet
 	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./...   (full output: $(TEST_LOG))"
 	@$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./... > $(TEST_LOG) 2>&1; status=$$?; \
-	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|e2e|e2e_kubernetes|kubernetes|services|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|kubernetes|services|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
 		| grep -v -e 'log (tail)' -e 'log (last' ; \
 	if [ $$status -ne 0 ]; then echo "=== tests failed; the end of $(TEST_LOG):"; tail -n 300 $(TEST_LOG); fi; \
 	exit $$status
@@ -56,12 +56,17 @@ unit:
 # bench prints route-install throughput beside `ip -batch`, then the time
 # from BGP Established to N routes in the kernel (FRR sending 10k and 100k
 # prefixes) for podrouted beside BIRD 2, with peak RSS and single-prefix
-# latency (root); then NetworkPolicy: change-to-kernel latency with 1,000
-# pods and 200 policies, ruleset size, pod-to-pod throughput with and
-# without policies.
+# latency (root); a flood of 200k one-prefix UPDATEs from a raw peer to
+# podrouted beside BIRD 2, and the same past a limit of 10,000 beside a
+# good session; `podroute status`, `routes --summary` and a /metrics
+# scrape at 10k and 100k routes; then NetworkPolicy: change-to-kernel
+# latency with 1,000 pods and 200 policies, ruleset size, pod-to-pod
+# throughput with and without policies.
 bench: deps
 	$(GO) test -run XXX -bench Install -benchtime 1x -count=1 ./routes/
 	$(GO) test -run '^$$' -bench BGPToKernel -benchtime 1x -count=1 ./testbed/bgpbench/
+	$(GO) test -run '^$$' -bench BGPFlood -benchtime 1x -count=1 -timeout 20m ./testbed/bgpbench/
+	$(GO) test -run '^$$' -bench StatusLatency -benchtime 1x -count=1 ./testbed/bgpbench/
 	$(GO) test -run '^$$' -bench Policy -benchtime 1x -count=1 ./policy/nft/
 
 # lab builds the leafspine lab (FRR routers, podrouted nodes, pods in

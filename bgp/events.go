@@ -50,7 +50,7 @@ func (s *Speaker) onPeerEvent(e *apiutil.WatchEventMessage_PeerEvent, _ time.Tim
 	}
 	if old == "Established" && state != old {
 		// What the peer sent lives in this session only.
-		s.adjIn.forget(addr)
+		s.rib.forgetSession(addr)
 	}
 	p, configured := s.peers[addr]
 	if maxPrefixTeardown && configured {

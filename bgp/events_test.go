@@ -117,40 +117,66 @@ func TestSessionLossStartsNoHoldOff(t *testing.T) {
 	}
 }
 
-func TestLimitNear(t *testing.T) {
-	for _, tc := range []struct {
-		limit uint32
-		near  uint64
-	}{
-		{1, 0}, {100, 0}, {limitMargin, 0},
-		// Past the margin, GoBGP's check comes on limitMargin below the
-		// limit, but never later than limitNearPct of it.
-		{10000, 10000 - limitMargin},
-		{50000, 40000},
-		{100000, 80000},
-		{1000000, 800000},
-	} {
-		if got := limitNear(tc.limit); got != tc.near {
-			t.Errorf("limitNear(%d) = %d, want %d", tc.limit, got, tc.near)
-		}
+// A new prefix from a peer already at its limit is refused by the
+// best-path view (it never reaches Updates), the peer is marked over its
+// limit and the guard is told; replacements and withdrawals still pass.
+func TestLimitRefusesPrefixesPastIt(t *testing.T) {
+	v := newRIBView(slog.New(slog.NewTextHandler(io.Discard, nil)), true)
+	peer := netip.MustParseAddr("192.0.2.1")
+	v.setLimit(peer, 2)
+	v.apply([]*apiutil.Path{
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", false),
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.2.0/24", false),
+	})
+	select {
+	case <-v.over:
+		t.Fatal("over its limit at the limit")
+	default:
 	}
-	for _, tc := range []struct {
-		limit uint32
-		count uint64
-		on    bool
-		want  bool
-	}{
-		{0, 1 << 40, false, false}, // no limit, never on
-		{0, 0, true, false},        // limit removed: off
-		{100, 0, false, true},      // small limit: on from the start
-		{100000, 79999, false, false},
-		{100000, 80000, false, true},
-		{100000, 70000, true, true},  // hysteresis: stays on...
-		{100000, 59999, true, false}, // ...until well below
-	} {
-		if got := wantGoBGPLimit(tc.limit, tc.count, tc.on); got != tc.want {
-			t.Errorf("wantGoBGPLimit(limit %d, count %d, on %v) = %v, want %v", tc.limit, tc.count, tc.on, got, tc.want)
+	v.apply([]*apiutil.Path{
+		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.3.0/24", false),
+		// A replacement of a prefix it has is not a new prefix.
+		unicast(t, "192.0.2.1", "192.0.2.9", "10.244.2.0/24", false),
+	})
+	select {
+	case got := <-v.over:
+		if got != peer {
+			t.Errorf("guard told of %s, want %s", got, peer)
 		}
+	default:
+		t.Error("crossing the limit did not tell the guard")
+	}
+	if _, ok := v.paths[netkey.Of(netip.MustParsePrefix("10.244.3.0/24"))]; ok {
+		t.Error("the prefix past the limit was taken into the view")
+	}
+	if hops := v.sets.get(v.paths[netkey.Of(netip.MustParsePrefix("10.244.2.0/24"))]).hops; len(hops) != 1 || hops[0] != netip.MustParseAddr("192.0.2.9") {
+		t.Errorf("replacement within the limit refused: %v", hops)
+	}
+	if n := v.received(peer); n != 2 {
+		t.Errorf("received = %d, want 2", n)
+	}
+	// Withdrawals still pass, and the mark stays for the session.
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", true)})
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.4.0/24", false)})
+	if n := len(v.paths); n != 1 {
+		t.Errorf("view holds %d prefixes, want 1 (a peer over its limit adds nothing until its session ends)", n)
+	}
+	// A new session starts clean.
+	v.forgetSession(peer)
+	v.apply([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.4.0/24", false)})
+	if n := len(v.paths); n != 2 {
+		t.Errorf("after a new session the view holds %d prefixes, want 2", n)
+	}
+	// GoBGP's exact count (paths the view never sees) past the limit
+	// trips it too, as does a lowered limit already exceeded.
+	v.setFloor(peer, 3)
+	if !v.overLimit[peer] {
+		t.Error("an exact recount past the limit did not trip it")
+	}
+	v.forgetSession(peer)
+	v.setLimit(peer, 1)
+	if !v.overLimit[peer] {
+		t.Error("lowering the limit below the count did not trip it")
 	}
 }
 
@@ -245,39 +271,6 @@ func TestRIBViewSingleBestReplaces(t *testing.T) {
 	}
 	if in, _, learned, _ := v.counts(netip.MustParseAddr("192.0.2.1")); in != 0 || learned != 1 {
 		t.Errorf("old best still counted: in use %d, learned %d", in, learned)
-	}
-}
-
-// The Adj-RIB-In mirror counts distinct prefixes per peer: a
-// re-announcement is not a new prefix, a withdrawal of something never
-// sent changes nothing, and forget drops the session's count.
-func TestAdjInCounter(t *testing.T) {
-	c := newAdjInCounter()
-	peer := netip.MustParseAddr("192.0.2.1")
-	c.onUpdate([]*apiutil.Path{
-		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", false),
-		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.2.0/24", false),
-		unicast(t, "192.0.2.1", "192.0.2.7", "10.244.2.0/24", false),
-		unicast(t, "192.0.2.1", "192.0.2.1", "10.244.3.0/24", true),
-		unicast(t, "192.0.2.2", "192.0.2.2", "10.244.9.0/24", false),
-	}, time.Now())
-	if n := c.count(peer); n != 2 {
-		t.Errorf("count = %d, want 2", n)
-	}
-	c.onUpdate([]*apiutil.Path{unicast(t, "192.0.2.1", "192.0.2.1", "10.244.1.0/24", true)}, time.Now())
-	if n := c.count(peer); n != 1 {
-		t.Errorf("count after a withdrawal = %d, want 1", n)
-	}
-	c.setFloor(peer, 40)
-	if n := c.count(peer); n != 40 {
-		t.Errorf("count with GoBGP's recount 40 = %d, want 40 (paths GoBGP holds but never reported)", n)
-	}
-	c.forget(peer)
-	if n := c.count(peer); n != 0 {
-		t.Errorf("count after forget = %d, want 0", n)
-	}
-	if n := c.count(netip.MustParseAddr("192.0.2.2")); n != 1 {
-		t.Errorf("other peer's count = %d, want 1", n)
 	}
 }
 

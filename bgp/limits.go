@@ -3,227 +3,97 @@ package bgp
 import (
 	"context"
 	"net/netip"
-	"sync"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/apiutil"
-
-	"github.com/podroute/podroute/internal/netkey"
 )
 
 // Per-peer prefix limits, enforced exactly and cheaply.
 //
-// GoBGP's own prefix limit is exact (it tears the session down inside the
-// UPDATE that crosses the limit, before any of it reaches the RIB) but it
-// counts the peer's Adj-RIB-In by walking it on every UPDATE: 5-6 ms per
-// UPDATE with 100k paths. podroute therefore counts what each peer sent
-// itself, from GoBGP's pre-policy update events, and switches GoBGP's
-// check on only when a peer is near its limit, where the walk is bounded
-// by the limit. Far from the limit no UPDATE costs a walk.
+// GoBGP's own prefix limit counts the peer's Adj-RIB-In by walking (and
+// copying) it on every UPDATE: 5-6 ms per UPDATE with 100k paths, and a
+// flood of single-prefix UPDATEs against a 10,000 limit took 12-15 s to
+// reach the teardown. podroute enforces the limit where it already
+// counts: in the best-path view (rib.go), which knows for each peer how
+// many prefixes use its paths.
 //
-// "Near" leaves room for limitMargin prefixes, several full UPDATEs,
-// between the switch and the limit, because the switch happens a moment
-// after the events that triggered it; small limits therefore have GoBGP's
-// check on from the start.
+//   - A new prefix from a peer already at its limit is refused there: it
+//     never reaches the kernel. The peer is marked over its limit and the
+//     guard is told.
+//   - The guard tears the session down with the NOTIFICATION RFC 4486 asks
+//     for (Cease, Maximum Number of Prefixes Reached): GoBGP's own check,
+//     switched on for that one moment, fires at once (one walk); the
+//     state event that follows starts the hold-off (holdOffLocked), which
+//     re-creates the peer administratively down and so drops what it sent
+//     and whatever is still queued.
+//
+// What the view does not see are paths GoBGP stores but never selects:
+// those the import policy rejects and those with an AS-path loop. A peer
+// filling GoBGP's memory with those is caught by an exact recount (one
+// walk of each limited peer's Adj-RIB-In every limitRecount); no such
+// path ever reaches the kernel meanwhile.
+//
+// Counting from the view also spares every UPDATE GoBGP's pre-policy
+// watch, which deep-copies the peer's configuration per UPDATE (a fifth of
+// podrouted's CPU in a flood of single-prefix UPDATEs).
 
-const (
-	// limitMargin is how many prefixes may still arrive between our count
-	// reaching "near" and GoBGP's check taking over: a 4096-byte UPDATE
-	// holds at most about 1,360 prefixes of /9 or longer.
-	limitMargin = 8192
-	// limitNearPct caps "near" for large limits.
-	limitNearPct = 80
-	// limitOffPct: below this share of "near" GoBGP's check is switched
-	// off again (hysteresis, so a peer hovering at the mark does not flap
-	// the setting).
-	limitOffPct = 75
-	// limitRecount is how often the guard asks GoBGP for the exact count
-	// of a limited peer, a single walk: paths GoBGP stores but never
-	// reports (those it rejects for an AS-path loop) are seen this way.
-	limitRecount = 10 * time.Second
-)
+// limitRecount is how often the guard asks GoBGP for the exact Adj-RIB-In
+// size of each Established peer.
+const limitRecount = 5 * time.Second
 
-// limitNear is the count at which GoBGP's exact check must be on.
-func limitNear(limit uint32) uint64 {
-	l := uint64(limit)
-	near := l * limitNearPct / 100
-	if l > limitMargin && l-limitMargin < near {
-		near = l - limitMargin
-	} else if l <= limitMargin {
-		near = 0
-	}
-	return near
-}
-
-// wantGoBGPLimit decides the switch for a peer that has count prefixes
-// and the switch at on.
-func wantGoBGPLimit(limit uint32, count uint64, on bool) bool {
-	if limit == 0 {
-		return false
-	}
-	near := limitNear(limit)
-	if on {
-		return count*100 >= near*limitOffPct
-	}
-	return count >= near
-}
-
-// adjInCounter mirrors the size of each peer's Adj-RIB-In: prefixes from
-// pre-policy update events, minus those GoBGP drops itself when a session
-// ends. Each peer's set lives only as long as its session.
-type adjInCounter struct {
-	mu    sync.Mutex
-	peers map[netip.Addr]*adjInPeer
-	kick  chan struct{}
-}
-
-type adjInPeer struct {
-	prefixes map[netkey.Key]struct{}
-	// floor is GoBGP's own count from the last recount.
-	floor uint64
-}
-
-func newAdjInCounter() *adjInCounter {
-	return &adjInCounter{peers: map[netip.Addr]*adjInPeer{}, kick: make(chan struct{}, 1)}
-}
-
-// onUpdate is GoBGP's callback for pre-policy updates and its own
-// Adj-RIB-In withdrawals.
-func (c *adjInCounter) onUpdate(paths []*apiutil.Path, _ time.Time) {
-	if len(paths) == 0 {
-		return
-	}
-	c.mu.Lock()
-	for _, p := range paths {
-		if !p.PeerAddress.IsValid() {
-			continue
-		}
-		prefix, err := pathPrefix(p)
-		if err != nil {
-			continue
-		}
-		addr := p.PeerAddress.Unmap()
-		peer := c.peers[addr]
-		if peer == nil {
-			if p.Withdrawal {
-				continue
-			}
-			peer = &adjInPeer{prefixes: map[netkey.Key]struct{}{}}
-			c.peers[addr] = peer
-		}
-		if p.Withdrawal {
-			delete(peer.prefixes, netkey.Of(prefix))
-		} else {
-			peer.prefixes[netkey.Of(prefix)] = struct{}{}
-		}
-	}
-	c.mu.Unlock()
-	c.kickGuard()
-}
-
-func (c *adjInCounter) kickGuard() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
-// count is the peer's Adj-RIB-In size as far as we know.
-func (c *adjInCounter) count(addr netip.Addr) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	peer := c.peers[addr]
-	if peer == nil {
-		return 0
-	}
-	return max(uint64(len(peer.prefixes)), peer.floor)
-}
-
-func (c *adjInCounter) setFloor(addr netip.Addr, n uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	peer := c.peers[addr]
-	if peer == nil {
-		peer = &adjInPeer{prefixes: map[netkey.Key]struct{}{}}
-		c.peers[addr] = peer
-	}
-	peer.floor = n
-}
-
-// forget drops a peer's count: its session ended (GoBGP's own drop of
-// the table is reported too, but after a graceful-restart teardown the
-// kept paths are swept later without a report) or it was removed.
-func (c *adjInCounter) forget(addr netip.Addr) {
-	c.mu.Lock()
-	delete(c.peers, addr)
-	c.mu.Unlock()
-	c.kickGuard()
-}
-
-// guardLimits switches GoBGP's exact prefix check on and off as peers
-// approach and leave their limits, until ctx ends.
+// guardLimits tears down the sessions that crossed their limits, and
+// recounts the limited peers exactly now and then, until ctx ends.
 func (s *Speaker) guardLimits(ctx context.Context) {
 	recount := time.NewTicker(limitRecount)
 	defer recount.Stop()
 	for {
-		exact := false
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.adjIn.kick:
+		case addr := <-s.rib.over:
+			s.tearDownOverLimit(ctx, addr)
 		case <-recount.C:
-			exact = true
+			s.recountLimited(ctx)
 		}
-		s.checkLimits(ctx, exact)
 	}
 }
 
-func (s *Speaker) checkLimits(ctx context.Context, exact bool) {
-	type limited struct {
-		peer   Peer
-		on, up bool
-	}
+// recountLimited asks GoBGP for the exact count of each Established peer
+// (one walk of its table each): it catches limited peers filling GoBGP
+// with paths the view never sees, and keeps status's RECEIVED (what the
+// peer sent, before the import policy) current within limitRecount.
+func (s *Speaker) recountLimited(ctx context.Context) {
 	s.mu.Lock()
-	var todo []limited
-	for addr, p := range s.peers {
-		if live := s.peerState[addr]; live != nil && (p.MaxPrefixes > 0 || live.gobgpLimit) {
-			todo = append(todo, limited{peer: p, on: live.gobgpLimit, up: live.state == "Established"})
+	var peers []netip.Addr
+	for addr := range s.peers {
+		if live := s.peerState[addr]; live != nil && live.state == "Established" {
+			peers = append(peers, addr)
 		}
 	}
 	s.mu.Unlock()
-	for _, l := range todo {
-		addr := l.peer.Address
-		if exact && l.up && !l.on {
-			if n, ok := s.gobgpReceived(ctx, addr); ok {
-				s.adjIn.setFloor(addr, n)
-			}
+	for _, addr := range peers {
+		if n, ok := s.gobgpReceived(ctx, addr); ok {
+			s.rib.setFloor(addr, n)
 		}
-		want := wantGoBGPLimit(l.peer.MaxPrefixes, s.adjIn.count(addr), l.on)
-		if want == l.on {
-			continue
-		}
-		s.switchGoBGPLimit(ctx, l.peer, want)
 	}
 }
 
-// switchGoBGPLimit turns GoBGP's check for p on or off in place (no
-// session reset). Turned on past the limit, GoBGP tears the session down
-// at once.
-func (s *Speaker) switchGoBGPLimit(ctx context.Context, p Peer, on bool) {
+// tearDownOverLimit ends a session that crossed its limit: GoBGP's own
+// check, switched on in place, sends the Cease (Maximum Number of Prefixes
+// Reached) NOTIFICATION at once.
+func (s *Speaker) tearDownOverLimit(ctx context.Context, addr netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	live := s.peerState[p.Address]
-	if cur, ok := s.peers[p.Address]; !ok || cur != p || live == nil || live.gobgpLimit == on {
-		return // changed meanwhile; the next check decides again
-	}
-	held := live.holdOff != nil
-	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: on, adminDown: held})}); err != nil {
-		s.log.Warn("switch GoBGP's prefix limit", "peer", p.Address, "on", on, "err", err)
+	p, ok := s.peers[addr]
+	live := s.peerState[addr]
+	if !ok || live == nil || p.MaxPrefixes == 0 || live.holdOff != nil {
 		return
 	}
-	live.gobgpLimit = on
-	s.log.Debug("GoBGP's prefix limit check", "peer", p.Address, "on", on, "max_prefixes", p.MaxPrefixes)
+	s.log.Warn("peer crossed its prefix limit; its new routes are refused and the session is torn down",
+		"peer", addr, "max_prefixes", p.MaxPrefixes, "received", s.rib.received(addr))
+	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: true})}); err != nil {
+		s.log.Warn("tear down a peer past its prefix limit", "peer", addr, "err", err)
+	}
 }
 
 // gobgpReceived asks GoBGP for the size of addr's Adj-RIB-In (one walk).
@@ -239,4 +109,73 @@ func (s *Speaker) gobgpReceived(ctx context.Context, addr netip.Addr) (uint64, b
 		}
 	})
 	return n, err == nil && found
+}
+
+// setLimit records a peer's limit (0: none); a limit already exceeded
+// trips at once.
+func (v *ribView) setLimit(peer netip.Addr, limit uint32) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if limit == 0 {
+		delete(v.limits, peer)
+		return
+	}
+	v.limits[peer] = limit
+	v.checkLocked(peer)
+}
+
+// setFloor records GoBGP's exact count for peer.
+func (v *ribView) setFloor(peer netip.Addr, n uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.floor[peer] = n
+	v.checkLocked(peer)
+}
+
+// forgetSession clears what belongs to a session that ended: the
+// over-limit mark and GoBGP's last count. (Its paths leave the view the
+// usual way, as GoBGP withdraws them.)
+func (v *ribView) forgetSession(peer netip.Addr) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.overLimit, peer)
+	delete(v.floor, peer)
+}
+
+// received is what the peer has sent as far as the view knows: the
+// prefixes using its paths, or GoBGP's last exact count when higher.
+func (v *ribView) received(peer netip.Addr) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return max(v.inUse[peer], v.floor[peer])
+}
+
+// admitLocked reports whether peer may add one more prefix; at its limit
+// it is marked over and the guard told.
+func (v *ribView) admitLocked(peer netip.Addr) bool {
+	if v.overLimit[peer] {
+		return false
+	}
+	limit, ok := v.limits[peer]
+	if !ok || v.inUse[peer] < uint64(limit) {
+		return true
+	}
+	v.markOverLocked(peer)
+	return false
+}
+
+// checkLocked marks a peer over its limit when its count is past it.
+func (v *ribView) checkLocked(peer netip.Addr) {
+	limit, ok := v.limits[peer]
+	if ok && !v.overLimit[peer] && max(v.inUse[peer], v.floor[peer]) > uint64(limit) {
+		v.markOverLocked(peer)
+	}
+}
+
+func (v *ribView) markOverLocked(peer netip.Addr) {
+	v.overLimit[peer] = true
+	select {
+	case v.over <- peer:
+	default: // the guard is behind; the recount finds it again
+	}
 }

@@ -66,9 +66,9 @@ type peerOptions struct {
 	// restartTime and restarting come from the speaker's global config.
 	restartTime time.Duration
 	restarting  bool
-	// gobgpLimit switches on GoBGP's own prefix limit, which is exact but
-	// walks the peer's whole Adj-RIB-In on every UPDATE; podroute turns
-	// it on only near the limit (limits.go).
+	// gobgpLimit switches on GoBGP's own prefix limit, which walks the
+	// peer's whole Adj-RIB-In on every UPDATE; podroute switches it on
+	// only to tear down a session that crossed its limit (limits.go).
 	gobgpLimit bool
 	// adminDown keeps the peer down (a max-prefix hold-off).
 	adminDown bool

@@ -43,6 +43,12 @@ type ribView struct {
 	// paths and those that use only its paths (for status).
 	inUse map[netip.Addr]uint64
 	sole  map[netip.Addr]uint64
+	// limits, overLimit, floor and over enforce the peers' prefix limits
+	// (limits.go).
+	limits    map[netip.Addr]uint32
+	overLimit map[netip.Addr]bool
+	floor     map[netip.Addr]uint64
+	over      chan netip.Addr
 	// learned counts the prefixes of each family (index: is IPv6).
 	learned [2]uint64
 	own     [2]uint64
@@ -165,6 +171,10 @@ func newRIBView(log *slog.Logger, multipath bool) *ribView {
 		dirty:     map[netkey.Key]struct{}{},
 		inUse:     map[netip.Addr]uint64{},
 		sole:      map[netip.Addr]uint64{},
+		limits:    map[netip.Addr]uint32{},
+		overLimit: map[netip.Addr]bool{},
+		floor:     map[netip.Addr]uint64{},
+		over:      make(chan netip.Addr, 64),
 		kick:      make(chan struct{}, 1),
 		// One batch in flight: while the consumer is busy, changes
 		// gather (and coalesce) in the dirty set rather than in a queue.
@@ -217,6 +227,11 @@ func (v *ribView) apply(paths []*apiutil.Path) {
 			continue
 		}
 		from := v.paths[k]
+		if !slices.ContainsFunc(v.sets.get(from).paths, func(u usedPath) bool { return u.peer == peer }) && !v.admitLocked(peer) {
+			// A new prefix for this peer, past its limit (limits.go).
+			v.log.Debug("refusing a path from a peer past its prefix limit", "prefix", prefix, "peer", peer)
+			continue
+		}
 		if !v.multipath {
 			from = 0 // the new best replaces the prefix's whole set
 		}

@@ -23,9 +23,8 @@ type Speaker struct {
 	srv *server.BgpServer
 
 	// rib mirrors the paths GoBGP uses per prefix and hands changes to
-	// Updates; adjIn counts what each peer sent (see limits.go).
-	rib   *ribView
-	adjIn *adjInCounter
+	// Updates, and enforces the peers' prefix limits (limits.go).
+	rib *ribView
 
 	mu         sync.Mutex
 	peers      map[netip.Addr]Peer // as applied to GoBGP
@@ -72,9 +71,6 @@ type peerLive struct {
 	// holdOff re-enables a peer torn down for exceeding its prefix limit;
 	// one teardown starts one timer, replacing any earlier one.
 	holdOff *time.Timer
-	// gobgpLimit says GoBGP's own (exact, but per-UPDATE table walking)
-	// prefix limit is switched on for this peer; see limits.go.
-	gobgpLimit bool
 }
 
 // GoBGPAPIOption serves GoBGP's own gRPC API at addr (for the gobgp
@@ -102,7 +98,6 @@ func New(cfg Config, opts ...server.ServerOption) (*Speaker, error) {
 		cfg:        cfg,
 		log:        log,
 		rib:        newRIBView(log, cfg.Multipath),
-		adjIn:      newAdjInCounter(),
 		peers:      map[netip.Addr]Peer{},
 		peerState:  map[netip.Addr]*peerLive{},
 		originated: map[netip.Prefix]*apiutil.Path{},
@@ -187,9 +182,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 		OnBestPath:   s.onBestPath,
 		OnPathEor:    s.onEOR,
 		OnPeerUpdate: s.onPeerEvent,
-		OnPathUpdate: s.adjIn.onUpdate,
-	}, server.WatchBestPath(true), server.WatchEor(false), server.WatchPeer(),
-		server.WatchUpdate(false, "", ""), server.WatchAdjInWithdraw())
+	}, server.WatchBestPath(true), server.WatchEor(false), server.WatchPeer())
 	if err != nil {
 		cancel()
 		s.srv.Stop()
@@ -488,7 +481,8 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			live.holdOff.Stop()
 		}
 		delete(s.peerState, p.Address)
-		s.adjIn.forget(p.Address)
+		s.rib.forgetSession(p.Address)
+		s.rib.setLimit(p.Address, 0)
 		s.log.Info("peer removed", "peer", p.Address)
 	}
 	for _, p := range plan.recreate {
@@ -497,27 +491,23 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		delete(s.peers, p.Address)
-		s.adjIn.forget(p.Address)
+		s.rib.forgetSession(p.Address)
 		if live := s.peerState[p.Address]; live != nil {
 			// The session is gone now, whatever GoBGP's events still
 			// have to say about it.
-			live.gobgpLimit = false
 			live.state, live.since, live.eor = "Idle", time.Now(), false
 		}
 		plan.add = append(plan.add, p)
 	}
 	for _, p := range plan.update {
 		live := s.peerState[p.Address]
-		gobgpLimit := live != nil && live.gobgpLimit && p.MaxPrefixes > 0
 		held := live != nil && live.holdOff != nil
-		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, gobgpLimit: gobgpLimit, adminDown: held})}); err != nil {
+		if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, adminDown: held})}); err != nil {
 			errs = append(errs, fmt.Errorf("update peer %s: %w", p.Address, err))
 			continue
 		}
-		if live != nil {
-			live.gobgpLimit = gobgpLimit
-		}
 		s.peers[p.Address] = p
+		s.rib.setLimit(p.Address, p.MaxPrefixes)
 		s.log.Info("peer updated in place", "peer", p.Address)
 	}
 	for _, p := range plan.add {
@@ -528,6 +518,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		s.peers[p.Address] = p
+		s.rib.setLimit(p.Address, p.MaxPrefixes)
 		if _, ok := s.peerState[p.Address]; !ok {
 			s.peerState[p.Address] = &peerLive{state: "Idle", since: time.Now()}
 		}
@@ -537,8 +528,6 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		errs = append(errs, err)
 	}
 	s.checkSyncedLocked()
-	// A lowered limit may already be near or past the count.
-	s.adjIn.kickGuard()
 	return errors.Join(errs...)
 }
 
@@ -548,14 +537,10 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 // once.
 func (s *Speaker) setHeldLocked(p Peer, held bool) error {
 	ctx := context.Background()
-	live := s.peerState[p.Address]
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 		return err
 	}
-	if live != nil {
-		live.gobgpLimit = false
-	}
-	s.adjIn.forget(p.Address)
+	s.rib.forgetSession(p.Address)
 	return s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, peerOptions{restartTime: s.cfg.RestartTime, restarting: s.restarting, adminDown: held})})
 }
 

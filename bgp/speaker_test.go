@@ -961,11 +961,25 @@ func maxPrefixSetup(t *testing.T) (*pair, PeerStatus) {
 		}
 		return nil
 	})
+	// Up to the limit, B's prefixes are as good as anyone's; the one past
+	// it is refused. After the teardown none is left.
+	seen := 0
 	for _, p := range flood {
 		if a.everSeen(p) {
-			t.Errorf("A announced %s from the peer that exceeded its limit", p)
+			seen++
 		}
 	}
+	if seen > int(pr.peerB.MaxPrefixes) {
+		t.Errorf("A announced %d of B's flood prefixes, limit %d: a prefix past the limit got through", seen, pr.peerB.MaxPrefixes)
+	}
+	eventually(t, waitLong, "B's prefixes gone after the teardown", func() error {
+		for _, p := range flood {
+			if _, ok := a.table()[p]; ok {
+				return fmt.Errorf("%s still in A's table", p)
+			}
+		}
+		return nil
+	})
 	return pr, st
 }
 

@@ -11,10 +11,12 @@ import (
 // GoBGP's peer listing counts each peer's Adj-RIB-In by walking it, which
 // at 100k paths costs milliseconds per peer and queues behind a flood.
 //
-// Received is what the peer has sent and we hold (its Adj-RIB-In, before
-// the import policy); Accepted is how many prefixes use one of its paths
-// (past the import policy and best-path selection, equal-cost paths
-// included); Advertised is how many prefixes our export policy sends it.
+// Accepted is how many prefixes use one of the peer's paths (past the
+// import policy and best-path selection, equal-cost paths included);
+// Received is that, or GoBGP's exact count of what the peer sent (its
+// Adj-RIB-In, before the import policy) as of the last recount of a
+// limited peer (limits.go) when that is higher; Advertised is how many
+// prefixes our export policy sends it.
 func (s *Speaker) PeerStatus(_ context.Context) ([]PeerStatus, error) {
 	s.mu.Lock()
 	transit := s.policy.Transit
@@ -33,7 +35,7 @@ func (s *Speaker) PeerStatus(_ context.Context) ([]PeerStatus, error) {
 	for i := range out {
 		st := &out[i]
 		addr := st.Peer.Address
-		st.Received = s.adjIn.count(addr)
+		st.Received = s.rib.received(addr)
 		inUse, sole, learned, own := s.rib.counts(addr)
 		st.Accepted = inUse
 		if st.State == "Established" {

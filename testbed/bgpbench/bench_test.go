@@ -325,36 +325,53 @@ func newBGPBenchLab(b *testing.B, bin string, n int, profDir string) *bgpBenchLa
 
 func (l *bgpBenchLab) netns(b *testing.B, name string) *netns.Namespace {
 	b.Helper()
+	return benchNetns(b, l.c, name)
+}
+
+// benchNetns creates namespace name and deletes it with c.
+func benchNetns(b *testing.B, c *netns.Cleanup, name string) *netns.Namespace {
+	b.Helper()
 	ns, err := netns.Create(name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	l.c.Add("namespace "+name, ns.Delete)
+	c.Add("namespace "+name, ns.Delete)
 	return ns
 }
 
 func (l *bgpBenchLab) addReceiver(b *testing.B, name string, index int, asn uint32, proto int) *bgpBenchReceiver {
 	b.Helper()
-	r := &bgpBenchReceiver{name: name, index: index, asn: asn, proto: proto}
+	r := newBenchReceiver(b, l.c, l.run, l.router, name, index, asn, proto, bgpBenchSingle)
 	if name == "pod" {
 		r.name = "podrouted"
 	}
-	r.ns = l.netns(b, l.run+"-"+name)
-	if err := netns.Veth(l.router, "to-"+name, r.ns, "eth0", 1500); err != nil {
+	return r
+}
+
+// newBenchReceiver creates namespace RUN-NAME for a receiver, linked to
+// peer by a veth (to-NAME in peer, eth0 in the receiver, 172.31.INDEX.0/24:
+// .1 the peer, .2 the receiver), and starts its observers: the wire
+// capture of what the peer sends on eth0 and the netlink watch of proto's
+// routes, which timestamps the routes inside watch.
+func newBenchReceiver(b *testing.B, c *netns.Cleanup, run string, peer *netns.Namespace, name string, index int, asn uint32, proto int, watch netip.Prefix) *bgpBenchReceiver {
+	b.Helper()
+	r := &bgpBenchReceiver{name: name, index: index, asn: asn, proto: proto}
+	r.ns = benchNetns(b, c, run+"-"+name)
+	if err := netns.Veth(peer, "to-"+name, r.ns, "eth0", 1500); err != nil {
 		b.Fatal(err)
 	}
-	if err := errors.Join(l.router.AddAddr("to-"+name, r.peerAddr()+"/24"), r.ns.AddAddr("eth0", r.addr()+"/24")); err != nil {
+	if err := errors.Join(peer.AddAddr("to-"+name, r.peerAddr()+"/24"), r.ns.AddAddr("eth0", r.addr()+"/24")); err != nil {
 		b.Fatal(err)
 	}
 	var err error
 	if r.wire, err = startBGPWire(r.ns, "eth0", netip.MustParseAddr(r.peerAddr()), bgpBenchSingle); err != nil {
 		b.Fatal(err)
 	}
-	l.c.Add("wire capture in "+r.ns.Name, r.wire.close)
-	if r.kernel, err = startRouteWatch(r.ns, proto, bgpBenchSingle); err != nil {
+	c.Add("wire capture in "+r.ns.Name, r.wire.close)
+	if r.kernel, err = startRouteWatch(r.ns, proto, watch); err != nil {
 		b.Fatal(err)
 	}
-	l.c.Add("route watch in "+r.ns.Name, r.kernel.close)
+	c.Add("route watch in "+r.ns.Name, r.kernel.close)
 	return r
 }
 
@@ -441,6 +458,20 @@ func (l *bgpBenchLab) vtysh(b *testing.B, cmds ...string) {
 func (l *bgpBenchLab) startPodrouted(b *testing.B, bin string) {
 	b.Helper()
 	r := l.pod
+	cfg := benchPodroutedConfig(r, l.dir, config.Peer{Address: r.peerAddr(), ASN: bgpBenchRouterAS, Passive: true,
+		MaxPrefixes: bgpBenchMaxPrefix})
+	var env []string
+	if l.profDir != "" {
+		env = []string{"PODROUTED_PROFILE_DIR=" + l.profDir}
+	}
+	startPodroutedIn(b, l.c, r, l.dir, bin, cfg, env)
+}
+
+// benchPodroutedConfig is the receiver's podrouted configuration: AS
+// r.asn on r.addr(), pod pool bgpBenchPool, the status socket in dir, and
+// peers with hold time 9 s and keepalives every 3 s (as FRR's and BIRD's
+// sessions in the benchmarks).
+func benchPodroutedConfig(r *bgpBenchReceiver, dir string, peers ...config.Peer) *config.Config {
 	port := int32(179)
 	cfg := &config.Config{
 		NodeName:        "bench-node",
@@ -450,34 +481,43 @@ func (l *bgpBenchLab) startPodrouted(b *testing.B, bin string) {
 		ListenPort:      &port,
 		PodPools:        []string{bgpBenchPool},
 		RouteProtocol:   bgpBenchProto,
-		GRPCSocket:      filepath.Join(l.dir, "podrouted.sock"),
+		GRPCSocket:      filepath.Join(dir, r.name+".sock"),
 		GoBGPAPI:        "off",
 		LogLevel:        "info",
-		Peers: []config.Peer{{Address: r.peerAddr(), ASN: bgpBenchRouterAS, Passive: true,
-			MaxPrefixes: bgpBenchMaxPrefix}},
+		Peers:           peers,
 	}
-	cfg.Peers[0].HoldTime.Duration = 9 * time.Second
-	cfg.Peers[0].KeepaliveInterval.Duration = 3 * time.Second
+	for i := range cfg.Peers {
+		cfg.Peers[i].HoldTime.Duration = 9 * time.Second
+		cfg.Peers[i].KeepaliveInterval.Duration = 3 * time.Second
+	}
+	return cfg
+}
+
+// startPodroutedIn writes cfg to dir/NAME.yaml and starts bin on it in r's
+// namespace (with env, through env(1), which execs in place: the PID stays
+// podrouted's), logging to dir/NAME.log, and waits until it runs. c kills
+// it.
+func startPodroutedIn(b *testing.B, c *netns.Cleanup, r *bgpBenchReceiver, dir, bin string, cfg *config.Config, env []string) {
+	b.Helper()
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfgPath := filepath.Join(l.dir, "podrouted.yaml")
+	cfgPath := filepath.Join(dir, r.name+".yaml")
 	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
 	argv := []string{bin, "--config", cfgPath}
-	if l.profDir != "" {
-		// env execs podrouted in place: the PID stays podrouted's.
-		argv = append([]string{"env", "PODROUTED_PROFILE_DIR=" + l.profDir}, argv...)
+	if len(env) > 0 {
+		argv = append(append([]string{"env"}, env...), argv...)
 	}
-	p, err := netns.StartProcess(r.ns, "podrouted", filepath.Join(l.dir, "podrouted.log"), argv...)
+	p, err := netns.StartProcess(r.ns, r.name, filepath.Join(dir, r.name+".log"), argv...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	r.proc = p
-	l.c.Add("podrouted", func() error { return p.Stop(syscall.SIGKILL, 5*time.Second) })
-	testutil.EventuallyEvery(b, benchPollInterval, 15*time.Second, "podrouted running", func() error {
+	c.Add(r.name, func() error { return p.Stop(syscall.SIGKILL, 5*time.Second) })
+	testutil.EventuallyEvery(b, benchPollInterval, 15*time.Second, r.name+" running", func() error {
 		if p.Exited() {
 			data, _ := os.ReadFile(p.LogPath)
 			return fmt.Errorf("exited: %v\n%s", p.Wait(), data)
@@ -492,20 +532,27 @@ func (l *bgpBenchLab) startPodrouted(b *testing.B, bin string) {
 func (l *bgpBenchLab) startBird(b *testing.B) {
 	b.Helper()
 	r := l.bird
-	// Log info and up only, as a production BIRD would.
+	startBirdIn(b, l.c, r, l.dir, bird.Neighbor{Name: "frr", Address: r.peerAddr(), ASN: bgpBenchRouterAS, LocalAddress: r.addr(),
+		Passive: true, Hold: 9, Keepalive: 3, Export: "none"})
+}
+
+// startBirdIn starts BIRD 2 in r's namespace (router ID and AS r's, the
+// kernel protocol exporting to the main table, logging info and up only,
+// as a production BIRD would) with neighbors, in dir/NAME; c stops it.
+func startBirdIn(b *testing.B, c *netns.Cleanup, r *bgpBenchReceiver, dir string, neighbors ...bird.Neighbor) *bird.Router {
+	b.Helper()
 	conf, err := bird.Config(bird.RouterSpec{RouterID: r.addr(), ASN: r.asn, ExportToKernel: true,
-		Log: "{ info, remote, warning, error, auth, fatal, bug }",
-		Neighbors: []bird.Neighbor{{Name: "frr", Address: r.peerAddr(), ASN: bgpBenchRouterAS, LocalAddress: r.addr(),
-			Passive: true, Hold: 9, Keepalive: 3, Export: "none"}}})
+		Log: "{ info, remote, warning, error, auth, fatal, bug }", Neighbors: neighbors})
 	if err != nil {
 		b.Fatal(err)
 	}
-	router, err := bird.Start(r.ns, filepath.Join(l.dir, "bird"), conf)
+	router, err := bird.Start(r.ns, filepath.Join(dir, r.name), conf)
 	if err != nil {
 		b.Fatal(err)
 	}
 	r.proc = router.Proc
-	l.c.Add("bird", router.Stop)
+	c.Add(r.name, router.Stop)
+	return router
 }
 
 // retire stops a measured receiver and its session, and waits until FRR
@@ -521,6 +568,34 @@ func (l *bgpBenchLab) retire(b *testing.B, r *bgpBenchReceiver) {
 		pids = append(pids, pid)
 	}
 	waitQuiet(b, pids)
+}
+
+// waitRoutes waits until r's route watch has counted n routes (reached
+// is its armed channel) and returns when. If the watch overflowed
+// (ENOBUFS), completion is seen by counting with `ip route` every 50 ms
+// (polled). After limit it gives up with an error that says how far it got.
+func (r *bgpBenchReceiver) waitRoutes(reached <-chan time.Time, n int, limit time.Duration) (all time.Time, polled bool, err error) {
+	deadline := time.After(limit)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case all = <-reached:
+			return all, false, nil
+		case <-poll.C:
+			if !r.kernel.overflowed() {
+				continue
+			}
+			// Notifications were lost: count the table instead.
+			if c, err := countProtoRoutes(r.ns, r.proto); err == nil && c >= n {
+				return time.Now(), true, nil
+			}
+		case <-deadline:
+			c, _ := countProtoRoutes(r.ns, r.proto)
+			return time.Time{}, r.kernel.overflowed(), fmt.Errorf("%s: %d of %d routes in the kernel after %v (netlink watch counted %d; wire: %+v)",
+				r.name, c, n, limit, r.kernel.count(), r.wire.snapshot())
+		}
+	}
 }
 
 // measure runs the bulk and the one-prefix measurements for r once and
@@ -587,28 +662,11 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver) *bgpBenchRe
 		}
 		return nil
 	})
-	var all time.Time
-	deadline := time.After(bgpBenchBulkLimit)
-	poll := time.NewTicker(50 * time.Millisecond)
-	for all.IsZero() {
-		select {
-		case all = <-reached:
-		case <-poll.C:
-			if !r.kernel.overflowed() {
-				continue
-			}
-			// Notifications were lost: count the table instead.
-			if c, err := countProtoRoutes(r.ns, r.proto); err == nil && c >= l.n {
-				all, res.polled = time.Now(), true
-			}
-		case <-deadline:
-			poll.Stop()
-			c, _ := countProtoRoutes(r.ns, r.proto)
-			b.Fatalf("%s: %d of %d routes in the kernel after %v (netlink watch counted %d; wire: %+v)",
-				r.name, c, l.n, bgpBenchBulkLimit, r.kernel.count(), r.wire.snapshot())
-		}
+	all, polled, err := r.waitRoutes(reached, l.n, bgpBenchBulkLimit)
+	if err != nil {
+		b.Fatal(err)
 	}
-	poll.Stop()
+	res.polled = polled
 	res.cpu = procCPU(pid) - cpu0
 	res.hwmKiB = procStatusKiB(pid, "VmHWM")
 	res.selfCPU, res.frrCPU = selfCPU()-self0, l.frrCPU()-frr0

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"sync"
 	"time"
 
@@ -30,11 +31,16 @@ type bgpWire struct {
 	state  bgpWireState
 	ann    map[netip.Prefix]time.Time
 	wdr    map[netip.Prefix]time.Time
+	// keepTimes keeps the arrival time of every UPDATE of the current
+	// connection in times (UnixNano), for floods (see keepUpdateTimes).
+	keepTimes bool
+	times     []int64
 }
 
 // bgpWireState is what the wire has shown of the current connection.
 type bgpWireState struct {
 	open, established, firstUpdate, eor time.Time
+	lastUpdate                          time.Time
 	updates, nlri                       int
 	broken                              bool // a gap in the captured stream
 }
@@ -122,6 +128,7 @@ func (w *bgpWire) packet(p []byte, truncated bool, ts time.Time) {
 		// A new connection: what came before is history.
 		w.inConn, w.next, w.stream = true, seq+1, w.stream[:0]
 		w.state = bgpWireState{}
+		w.times = w.times[:0]
 		return
 	}
 	if !w.inConn || len(payload) == 0 {
@@ -191,6 +198,10 @@ func (w *bgpWire) message(typ byte, body []byte, ts time.Time) {
 		if st.firstUpdate.IsZero() {
 			st.firstUpdate = ts
 		}
+		st.lastUpdate = ts
+		if w.keepTimes {
+			w.times = append(w.times, ts.UnixNano())
+		}
 		st.nlri += w.prefixes(nlri, w.ann, ts)
 		w.prefixes(withdrawn, w.wdr, ts)
 	}
@@ -233,6 +244,36 @@ func (w *bgpWire) withdrawn(p netip.Prefix) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.wdr[p]
+}
+
+// keepUpdateTimes makes the capture keep the arrival time of every UPDATE
+// (announcing or withdrawing) from now on, for updateArrival and
+// updatesBy: 8 bytes per UPDATE.
+func (w *bgpWire) keepUpdateTimes() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keepTimes = true
+}
+
+// updateArrival is when the k-th UPDATE (1-based) of the connection
+// reached the interface, if it has and its time was kept.
+func (w *bgpWire) updateArrival(k int) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if k < 1 || k > len(w.times) {
+		return time.Time{}
+	}
+	return time.Unix(0, w.times[k-1])
+}
+
+// updatesBy counts the UPDATEs of the connection that had reached the
+// interface by t (of those whose times were kept).
+func (w *bgpWire) updatesBy(t time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := t.UnixNano()
+	// Kernel receive timestamps of one socket are in order.
+	return sort.Search(len(w.times), func(i int) bool { return w.times[i] > n })
 }
 
 func (w *bgpWire) close() error { return w.sock.close() }

@@ -215,4 +215,16 @@ func (w *routeWatch) deleted(p netip.Prefix) time.Time {
 	return w.dels[p]
 }
 
+// watchedAdded returns every route inside the watched range that was
+// added at some point since the watch started (present or not now).
+func (w *routeWatch) watchedAdded() []netip.Prefix {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]netip.Prefix, 0, len(w.adds))
+	for p := range w.adds {
+		out = append(out, p)
+	}
+	return out
+}
+
 func (w *routeWatch) close() error { return w.sock.close() }

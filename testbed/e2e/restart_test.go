@@ -104,6 +104,26 @@ func (w *routeLoss) stop() []string {
 func TestCoreRestartFlags(t *testing.T) {
 	l := newCoreLab(t, coreLabOptions{})
 	waitEstablished(t, l, allCorePeers...)
+	checkRestartFlags(t, l, "FRR", func() { waitEstablished(t, l, allCorePeers...) })
+}
+
+// The same with BIRD 2 as the graceful-restart helper.
+func TestBIRDRestartFlags(t *testing.T) {
+	l, _ := newBirdLab(t)
+	up := func() {
+		testutil.Eventually(t, 60*time.Second, "BIRD's sessions Established", func() error { return l.birdEstablished(allCorePeers...) })
+	}
+	up()
+	checkRestartFlags(t, l.coreLab, "BIRD", up)
+}
+
+// checkRestartFlags SIGKILLs node a's podrouted and starts it again, and
+// checks the OPENs of its two sessions (IPv4, IPv6) on the wire, that the
+// router and node b never lose node a's routes, and that node a calls its
+// table learned only after both sessions are back. waitUp waits for every
+// session of the router to be Established.
+func checkRestartFlags(t *testing.T, l *coreLab, router string, waitUp func()) {
+	t.Helper()
 	own4, own6 := netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:244:0:1::/64")
 	waitRoute(t, l.b, "ipv4", own4.String(), "172.31.2.1", 20*time.Second)
 	waitRoute(t, l.b, "ipv6", own6.String(), "fd00:31:2::1", 20*time.Second)
@@ -128,7 +148,7 @@ func TestCoreRestartFlags(t *testing.T) {
 		return nil
 	})
 	relearned := time.Since(killed)
-	waitEstablished(t, l, allCorePeers...)
+	waitUp()
 	// Keep watching a little after: a flush could follow the OPEN.
 	time.Sleep(time.Second)
 	lostRouter, lostB := atRouter.stop(), atB.stop()
@@ -148,8 +168,8 @@ func TestCoreRestartFlags(t *testing.T) {
 			t.Errorf("OPEN from %s: %v", m.Src, err)
 			continue
 		}
-		t.Logf("restart flags: OPEN from %s after SIGKILL + restart: graceful restart %v, R=%v, restart time %ds, F=%v",
-			m.Src.Addr(), gr.Present, gr.Restarting, gr.Time, gr.Forwarding)
+		t.Logf("restart flags (%s helper): OPEN from %s after SIGKILL + restart: graceful restart %v, R=%v, restart time %ds, F=%v",
+			router, m.Src.Addr(), gr.Present, gr.Restarting, gr.Time, gr.Forwarding)
 		if !gr.Present || !gr.Restarting || !gr.Forwarding[fam] {
 			t.Errorf("OPEN from %s after the restart: graceful restart %+v, want R set and F set for %s", m.Src, gr, fam)
 		}
@@ -159,8 +179,8 @@ func TestCoreRestartFlags(t *testing.T) {
 			t.Errorf("no OPEN from %s captured after the restart", addr)
 		}
 	}
-	t.Logf("restart flags: table re-learned %v after SIGKILL; node a's routes withdrawn meanwhile: at the router %d, at node b %d",
-		relearned.Round(time.Millisecond), len(lostRouter), len(lostB))
+	t.Logf("restart flags (%s helper): table re-learned %v after SIGKILL; node a's routes withdrawn meanwhile: at the router %d, at node b %d",
+		router, relearned.Round(time.Millisecond), len(lostRouter), len(lostB))
 	if len(lostRouter) > 0 || len(lostB) > 0 {
 		t.Errorf("node a's routes were withdrawn during its restart: router %v, node b %v", lostRouter, lostB)
 	}
