@@ -20,7 +20,12 @@ type RouterSpec struct {
 	// ToR's LAN subnets and links) in both address families, so that the
 	// underlay is routed end to end.
 	RedistributeConnected bool
-	Extra                 string // raw lines appended at the end (may re-enter "router bgp ASN")
+	// MultipathRelax lets equal-length AS paths through different
+	// neighbour ASes share a prefix (ECMP): each lab node has its own AS,
+	// and a Service address advertised by several nodes must be spread
+	// over all of them.
+	MultipathRelax bool
+	Extra          string // raw lines appended at the end (may re-enter "router bgp ASN")
 }
 
 // PeerGroup is a peer group with a listen range: FRR accepts any
@@ -65,6 +70,9 @@ func Config(r RouterSpec) string {
 	}
 	line(" no bgp ebgp-requires-policy")
 	line(" no bgp network import-check")
+	if r.MultipathRelax {
+		line(" bgp bestpath as-path multipath-relax")
+	}
 	if r.GracefulRestart {
 		line(" bgp graceful-restart")
 	}
