@@ -1,0 +1,518 @@
+package kubenode_test
+
+// Two real nodes (containerd 1.6, kubelet and kube-proxy v1.36.0) in
+// network namespaces, with the testbed's control plane plus kube-scheduler
+// in a third, static routes standing in for podrouted, podroute-cni as the
+// CNI plugin (go test ./testbed/kubenode -run TestTwoRealNodes, as root,
+// after `make k8s-tools k8s-node-tools images`).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podroute/podroute/cni"
+	"github.com/podroute/podroute/ipam"
+	"github.com/podroute/podroute/testbed"
+	"github.com/podroute/podroute/testbed/images"
+	k8sharness "github.com/podroute/podroute/testbed/k8s"
+	"github.com/podroute/podroute/testbed/kubenode"
+)
+
+// The machine-wide settings a node must not change.
+var machineSysctls = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/netfilter/nf_conntrack_max",
+	"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet",
+}
+
+func readSysctls() map[string]string {
+	m := map[string]string{}
+	for _, k := range machineSysctls {
+		b, _ := os.ReadFile("/proc/sys/" + k)
+		m[k] = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+type labNode struct {
+	name, ip, netns  string
+	confDir, ipamDir string
+	podCIDR          netip.Prefix
+	node             *kubenode.Node
+	startErr         error
+	startTook        time.Duration
+}
+
+func TestTwoRealNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a control plane and two real kubelet nodes")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, cgroups, containerd)")
+	}
+	var missing []string
+	if err := k8sharness.CheckBinaries("", "", true); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if err := kubenode.CheckBinaries(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if _, err := os.Stat(filepath.Join(images.DefaultBinDir(), "kube-scheduler")); err != nil {
+		missing = append(missing, "kube-scheduler (make k8s-node-tools)")
+	}
+	archives, err := images.Paths("")
+	if err != nil {
+		missing = append(missing, err.Error())
+	}
+	for _, p := range []string{"loopback", "portmap", "bandwidth"} {
+		if _, err := os.Stat("/usr/lib/cni/" + p); err != nil {
+			missing = append(missing, "/usr/lib/cni/"+p+" (Debian containernetworking-plugins: make deps)")
+		}
+	}
+	if len(missing) > 0 {
+		t.Skipf("real-node test skipped; missing: %s. Run `make k8s-tools k8s-node-tools images` (about 15 min on 2 cores the first time, then cached).", strings.Join(missing, "; "))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	run := testbed.NewRunID()
+	base := t.TempDir()
+	sysctlsBefore := readSysctls()
+	_, varLibCNIBefore := os.Stat("/var/lib/cni")
+	var cleanup testbed.Cleanup
+	nodes := []*labNode{
+		{name: "n1", ip: "10.77.0.11", netns: run + "-n1"},
+		{name: "n2", ip: "10.77.0.12", netns: run + "-n2"},
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				if n.node != nil {
+					for _, c := range []string{"kubelet", "containerd", "kube-proxy"} {
+						t.Logf("%s %s log (tail):\n%s", n.name, c, n.node.LogTail(c, 30))
+					}
+				}
+			}
+		}
+		start := time.Now()
+		if err := cleanup.Run(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		t.Logf("teardown took %v", time.Since(start).Round(time.Millisecond))
+		checkNothingLeft(t, run, base, sysctlsBefore, varLibCNIBefore)
+	})
+
+	// Namespaces: the control plane's with a bridge, each node on a veth
+	// into it; a node's default route goes to the control plane (Service
+	// IPs need a route before kube-proxy's DNAT; nothing beyond it routes).
+	cpNS, err := testbed.CreateNetns(run + "-cp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup.Add("netns "+cpNS.Name, cpNS.Delete)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("-n", cpNS.Name, "link", "add", "br0", "type", "bridge")
+	ip("-n", cpNS.Name, "addr", "add", "10.77.0.1/24", "dev", "br0")
+	ip("-n", cpNS.Name, "link", "set", "br0", "up")
+	for _, n := range nodes {
+		ns, err := testbed.CreateNetns(n.netns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cleanup.Add("netns "+ns.Name, ns.Delete)
+		ip("-n", cpNS.Name, "link", "add", n.name, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
+		ip("-n", cpNS.Name, "link", "set", n.name, "master", "br0", "up")
+		ip("-n", ns.Name, "addr", "add", n.ip+"/24", "dev", "eth0")
+		ip("-n", ns.Name, "link", "set", "eth0", "up")
+		ip("-n", ns.Name, "route", "add", "default", "via", "10.77.0.1")
+		n.confDir = filepath.Join(base, "cni-"+n.name, "net.d")
+		n.ipamDir = filepath.Join(base, "cni-"+n.name, "ipam")
+	}
+
+	// podroute-cni and the reference plugins the conflist chains.
+	cniBin := filepath.Join(base, "cni-bin")
+	if err := os.MkdirAll(cniBin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(cniBin, "podroute-cni"), "github.com/podroute/podroute/cmd/podroute-cni")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building podroute-cni: %v: %s", err, out)
+	}
+	for _, p := range []string{"loopback", "portmap", "bandwidth"} {
+		if err := os.Symlink("/usr/lib/cni/"+p, filepath.Join(cniBin, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The control plane, as the integrator must start it for real nodes.
+	proxyToken := "kp-" + run + "-" + fmt.Sprint(time.Now().UnixNano())
+	cpStart := time.Now()
+	cp, err := k8sharness.Start(ctx, k8sharness.Options{
+		Dir: filepath.Join(base, "cp"), Netns: cpNS, BindAddress: "10.77.0.1",
+		NodeNames: []string{"n1", "n2"},
+		Tokens:    []k8sharness.Token{{Token: proxyToken, User: "system:kube-proxy"}},
+		ControllerManager: &k8sharness.ControllerManagerOptions{
+			ClusterCIDRs: []string{kubenode.DefaultClusterCIDR}, Controllers: []string{"*"},
+		},
+		ExtraAPIServerArgs: []string{"--kubelet-preferred-address-types=InternalIP,Hostname"},
+		Logf:               t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup.Add("control plane", cp.Stop)
+	sched, err := kubenode.StartScheduler(ctx, kubenode.SchedulerConfig{
+		Netns: cpNS.Name, Dir: filepath.Join(base, "scheduler"), Kubeconfig: cp.AdminKubeconfig, Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup.Add("kube-scheduler", sched.Stop)
+	cpTook := time.Since(cpStart)
+	cs, err := cp.AdminClientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Both nodes at once.
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		tok, _ := cp.NodeToken(n.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := time.Now()
+			n.node, n.startErr = kubenode.Start(ctx, kubenode.Config{
+				Name: n.name, Netns: n.netns, Dir: filepath.Join(base, n.name), NodeIP: n.ip,
+				APIServer: cp.URL, CACertPEM: cp.CACertPEM(), Token: tok, ProxyToken: proxyToken,
+				CNIBinDir: cniBin, CNIConfDir: n.confDir, Images: archives, Logf: t.Logf,
+			})
+			n.startTook = time.Since(s)
+		}()
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		if n.node != nil {
+			cleanup.Add("node "+n.name, n.node.Stop)
+		}
+	}
+	for _, n := range nodes {
+		if n.startErr != nil {
+			t.Fatalf("node %s: %v", n.name, n.startErr)
+		}
+	}
+
+	// Pod CIDRs from the controller manager; then what podrouted would do:
+	// the conflist (cniVersion 1.0.0, which containerd 1.6 accepts) and
+	// the routes to the other node's pods.
+	for _, n := range nodes {
+		err := poll(ctx, time.Minute, func() error {
+			node, err := cs.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if node.Spec.PodCIDR == "" {
+				return errors.New("no podCIDR yet")
+			}
+			n.podCIDR, err = netip.ParsePrefix(node.Spec.PodCIDR)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("node %s registered with a pod CIDR: %v", n.name, err)
+		}
+		if err := cni.WriteConfList(n.confDir, "", cni.ConfList{CNIVersion: "1.0.0", PodCIDRs: []string{n.podCIDR.String()}, DataDir: n.ipamDir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		ip("-n", cpNS.Name, "route", "add", n.podCIDR.String(), "via", n.ip)
+		for _, o := range nodes {
+			if o != n {
+				ip("-n", n.netns, "route", "add", o.podCIDR.String(), "via", o.ip)
+			}
+		}
+	}
+	for _, n := range nodes {
+		if err := poll(ctx, 2*time.Minute, func() error { return nodeReady(ctx, cs, n.name) }); err != nil {
+			t.Fatalf("node %s Ready: %v", n.name, err)
+		}
+	}
+	readyTook := time.Since(begin)
+	t.Logf("control plane + scheduler up in %v; both nodes Ready %v after the test began", cpTook.Round(time.Millisecond), readyTook.Round(time.Millisecond))
+	for _, n := range nodes {
+		tm := n.node.Timings()
+		t.Logf("node %s: kubenode.Start %v (holder %v, containerd %v, import of %d archives %v, kubelet %v, kube-proxy %v), pod CIDR %s",
+			n.name, tm.Total.Round(time.Millisecond), tm.Holder.Round(time.Millisecond), tm.Containerd.Round(time.Millisecond),
+			len(archives), tm.Import.Round(time.Millisecond), tm.Kubelet.Round(time.Millisecond), tm.Proxy.Round(time.Millisecond), n.podCIDR)
+	}
+
+	// One agnhost netexec pod per node, placed by kube-scheduler.
+	const ns = "default"
+	pods := map[string]*corev1.Pod{}
+	for _, n := range nodes {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "echo-" + n.name, Labels: map[string]string{"app": "echo"}},
+			Spec: corev1.PodSpec{
+				NodeSelector:                  map[string]string{"kubernetes.io/hostname": n.name},
+				TerminationGracePeriodSeconds: new(int64),
+				Containers: []corev1.Container{{
+					Name: "netexec", Image: images.AgnhostImage, ImagePullPolicy: corev1.PullIfNotPresent,
+					Args:  []string{"netexec", "--http-port=8080", "--udp-port=-1"},
+					Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+				}},
+			},
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	podStart := time.Now()
+	for _, n := range nodes {
+		name := "echo-" + n.name
+		err := poll(ctx, 2*time.Minute, func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+				return fmt.Errorf("phase %s, IP %q, conditions %v", p.Status.Phase, p.Status.PodIP, p.Status.Conditions)
+			}
+			pods[n.name] = p
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("pod %s Running: %v", name, err)
+		}
+		p := pods[n.name]
+		addr := netip.MustParseAddr(p.Status.PodIP)
+		if p.Spec.NodeName != n.name || !n.podCIDR.Contains(addr) {
+			t.Fatalf("pod %s on %s with %s, want on %s inside %s", name, p.Spec.NodeName, addr, n.name, n.podCIDR)
+		}
+		if !allocated(t, n.ipamDir, addr) {
+			t.Fatalf("pod %s's address %s is not in %s's IPAM store", name, addr, n.name)
+		}
+		t.Logf("pod %s on %s: %s from podroute-cni (pod CIDR %s)", name, n.name, addr, n.podCIDR)
+	}
+	t.Logf("both pods Running %v after creation", time.Since(podStart).Round(time.Millisecond))
+
+	exec := func(pod string, argv ...string) (string, error) {
+		out, err := cp.Kubectl(ctx, append([]string{"exec", "-n", ns, pod, "--"}, argv...)...)
+		return strings.TrimSpace(string(out)), err
+	}
+	// Pod to pod across the nodes, both ways (through kubectl exec: API
+	// server -> kubelet -> containerd's streaming server).
+	for _, from := range nodes {
+		for _, to := range nodes {
+			if from == to {
+				continue
+			}
+			url := fmt.Sprintf("http://%s:8080/hostname", pods[to.name].Status.PodIP)
+			out, err := exec("echo-"+from.name, "curl", "-sS", "--max-time", "5", url)
+			if err != nil || out != "echo-"+to.name {
+				t.Fatalf("pod on %s -> %s: %q, %v", from.name, url, out, err)
+			}
+		}
+	}
+	t.Logf("pod to pod across nodes: ok both ways")
+
+	// A ClusterIP Service in front of both pods, through kube-proxy.
+	svc, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "echo"},
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	err = poll(ctx, time.Minute, func() error {
+		out, err := exec("echo-n1", "curl", "-sS", "--max-time", "3", "http://"+svc.Spec.ClusterIP+"/hostname")
+		if err == nil {
+			seen[out] = true
+		}
+		if !seen["echo-n1"] || !seen["echo-n2"] {
+			return fmt.Errorf("backends seen %v (last: %q, %v)", seen, out, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("ClusterIP %s from a pod: %v", svc.Spec.ClusterIP, err)
+	}
+	out, err := exec2(ctx, "ip", "netns", "exec", nodes[1].netns, "curl", "-sS", "--max-time", "3", "http://"+svc.Spec.ClusterIP+"/hostname")
+	if err != nil || !strings.HasPrefix(out, "echo-") {
+		t.Fatalf("ClusterIP %s from node n2's namespace: %q, %v", svc.Spec.ClusterIP, out, err)
+	}
+	t.Logf("ClusterIP %s (kube-proxy %s mode) reaches both pods from a pod, and from a node", svc.Spec.ClusterIP, kubenode.DefaultProxyMode)
+
+	// CoreDNS at the cluster DNS IP: the pod resolves the Service by name.
+	if err := kubenode.ApplyCoreDNS(ctx, cs, kubenode.CoreDNSOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dnsStart := time.Now()
+	err = poll(ctx, 2*time.Minute, func() error {
+		out, err := exec("echo-n1", "dig", "+short", "+time=2", "+tries=1", "echo.default.svc.cluster.local")
+		if err != nil || out != svc.Spec.ClusterIP {
+			return fmt.Errorf("dig: %q, %v", out, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("CoreDNS: %v", err)
+	}
+	t.Logf("CoreDNS answers echo.default.svc.cluster.local = %s (%v after applying it)", svc.Spec.ClusterIP, time.Since(dnsStart).Round(time.Millisecond))
+
+	// Memory of each node with its pods.
+	for _, n := range nodes {
+		u := n.node.Usage()
+		t.Logf("node %s RSS: %.0f MiB total = kubelet %.0f + containerd %.0f + kube-proxy %.0f + %d shims %.0f + %d container processes %.0f",
+			n.name, mib(u.Total()), mib(u.Kubelet), mib(u.Containerd), mib(u.KubeProxy), u.ShimCount, mib(u.Shims), u.ContainerProcs, mib(u.Containers))
+	}
+	t.Logf("kube-scheduler RSS %.0f MiB", mib(sched.RSS()))
+
+	// A deleted pod's address goes back to podroute's IPAM.
+	gone := netip.MustParseAddr(pods["n2"].Status.PodIP)
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, "echo-n2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	delStart := time.Now()
+	err = poll(ctx, time.Minute, func() error {
+		if _, err := cs.CoreV1().Pods(ns).Get(ctx, "echo-n2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("pod still there (%v)", err)
+		}
+		if allocated(t, nodes[1].ipamDir, gone) {
+			return fmt.Errorf("%s still allocated", gone)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("deleting pod echo-n2: %v", err)
+	}
+	t.Logf("pod echo-n2 deleted; %s released in n2's IPAM store %v later", gone, time.Since(delStart).Round(time.Millisecond))
+
+	for _, n := range nodes {
+		if err := n.node.Running(); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := sched.Running(); err != nil {
+		t.Error(err)
+	}
+	t.Logf("whole test before teardown: %v", time.Since(begin).Round(time.Millisecond))
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func exec2(ctx context.Context, argv ...string) (string, error) {
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	c.WaitDelay = time.Second
+	out, err := c.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func nodeReady(ctx context.Context, cs kubernetes.Interface, name string) error {
+	node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return nil
+			}
+			return fmt.Errorf("Ready=%s: %s", c.Status, c.Message)
+		}
+	}
+	return errors.New("no Ready condition yet")
+}
+
+func allocated(t *testing.T, dir string, a netip.Addr) bool {
+	t.Helper()
+	st, err := ipam.ReadState(dir)
+	if err != nil {
+		return false
+	}
+	for _, al := range st.Allocations {
+		for _, x := range al.Addrs {
+			if x == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func poll(ctx context.Context, d time.Duration, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last error
+	for {
+		if last = f(); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after %v: %w", d, last)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// checkNothingLeft: no namespace, process, cgroup or mount of this run, the
+// machine's sysctls as they were, /var/lib/cni as it was.
+func checkNothingLeft(t *testing.T, run, base string, sysctlsBefore map[string]string, varLibCNIBefore error) {
+	t.Helper()
+	if left, _ := testbed.ListNetns(run); len(left) > 0 {
+		t.Errorf("namespaces left: %v", left)
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		c := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(c, base) || strings.Contains(c, run) {
+			t.Errorf("process left: pid %s: %s", e.Name(), c)
+		}
+	}
+	cg, _ := filepath.Glob("/sys/fs/cgroup/*/podroute-" + run + "*")
+	if len(cg) > 0 {
+		t.Errorf("cgroups left: %v", cg)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, base) || strings.Contains(line, run) {
+			t.Errorf("mount left in the machine's mount table: %s", line)
+		}
+	}
+	for k, v := range readSysctls() {
+		if sysctlsBefore[k] != v {
+			t.Errorf("machine sysctl %s changed: %s -> %s", k, sysctlsBefore[k], v)
+		}
+	}
+	if _, err := os.Stat("/var/lib/cni"); (err == nil) != (varLibCNIBefore == nil) {
+		t.Errorf("/var/lib/cni existed before: %v, after: %v", varLibCNIBefore == nil, err == nil)
+	}
+}
