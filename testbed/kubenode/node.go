@@ -82,8 +82,8 @@ type Config struct {
 	// run ID).
 	CgroupRoot string
 
-	ReadyTimeout time.Duration // per component; default 2 minutes
-	Logf         func(format string, args ...any)
+	ReadyTimeout time.Duration                    // per component; default 2 minutes
+	Logf         func(format string, args ...any) `json:"-"`
 }
 
 // Timings says how long each step of Start took.
@@ -639,9 +639,12 @@ type Usage struct {
 func (u Usage) Total() int64 { return u.Containerd + u.Kubelet + u.KubeProxy + u.Shims + u.Containers }
 
 // Usage reads VmRSS of every process of the node.
-func (n *Node) Usage() Usage {
+func (n *Node) Usage() Usage { return StateUsage(n.st.get()) }
+
+// StateUsage is Usage for the node that wrote s (ReadState(dir)), so that
+// a process other than the one that started the node can measure it.
+func StateUsage(st State) Usage {
 	var u Usage
-	st := n.st.get()
 	for _, p := range st.Processes {
 		if !alive(p.PID, p.Marker) {
 			continue
@@ -655,14 +658,14 @@ func (n *Node) Usage() Usage {
 			u.KubeProxy += rss(p.PID)
 		}
 	}
-	marker := "-address " + n.socket
+	marker := "-address " + st.Socket
 	for _, pid := range pids() {
 		c := cmdline(pid)
 		switch {
-		case strings.Contains(c, "containerd-shim") && strings.Contains(c, marker):
+		case st.Socket != "" && strings.Contains(c, "containerd-shim") && strings.Contains(c, marker):
 			u.Shims += rss(pid)
 			u.ShimCount++
-		case inCgroups(pid, st.Cgroups):
+		case len(st.Cgroups) > 0 && inCgroups(pid, st.Cgroups):
 			u.Containers += rss(pid)
 			u.ContainerProcs++
 		}

@@ -8,12 +8,14 @@ package kubenode_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,11 +53,96 @@ func readSysctls() map[string]string {
 
 type labNode struct {
 	name, ip, netns  string
+	dir              string
 	confDir, ipamDir string
 	podCIDR          netip.Prefix
-	node             *kubenode.Node
-	startErr         error
-	startTook        time.Duration
+	// node is set when this test process started the node; a node
+	// started by a child process (crash) has only dir and timings.
+	node     *kubenode.Node
+	crash    func() // SIGKILLs the child that started the node
+	timings  kubenode.Timings
+	startErr error
+}
+
+// crashEnv carries a kubenode.Config (JSON) to TestHelperCrashingNode.
+const crashEnv = "PODROUTE_KUBENODE_CRASH_CONFIG"
+
+// TestHelperCrashingNode is not a test: TestTwoRealNodes runs the test
+// binary again with crashEnv set, this function starts a node from that
+// config, writes its timings next to the config's Dir and blocks until the
+// parent kills the process with SIGKILL, leaving the node running without
+// its owner, as a crash of `podroute-lab up` would. The parent then tears
+// it down with kubenode.Cleanup from the state file alone.
+func TestHelperCrashingNode(t *testing.T) {
+	spec := os.Getenv(crashEnv)
+	if spec == "" {
+		t.Skip("helper process for TestTwoRealNodes")
+	}
+	var cfg kubenode.Config
+	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Logf = t.Logf
+	result := cfg.Dir + ".result"
+	n, err := kubenode.Start(context.Background(), cfg)
+	if err != nil {
+		os.WriteFile(result, []byte(`{"error":`+strconv.Quote(err.Error())+`}`), 0o644)
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"timings": n.Timings()})
+	os.WriteFile(result, b, 0o644)
+	select {} // until SIGKILL
+}
+
+// startCrashingNode starts cfg in a child process (TestHelperCrashingNode)
+// and waits for its result.
+func startCrashingNode(ctx context.Context, cfg kubenode.Config) (func(), kubenode.Timings, error) {
+	var tm kubenode.Timings
+	spec, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, tm, err
+	}
+	log, err := os.Create(cfg.Dir + ".child.log")
+	if err != nil {
+		return nil, tm, err
+	}
+	defer log.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashingNode$", "-test.v", "-test.timeout=30m")
+	cmd.Env = append(os.Environ(), crashEnv+"="+string(spec))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, tm, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	kill := func() {
+		cmd.Process.Kill() // our child, by its PID
+		<-exited
+	}
+	result := cfg.Dir + ".result"
+	for {
+		if b, err := os.ReadFile(result); err == nil && len(b) > 0 {
+			var r struct {
+				Timings kubenode.Timings
+				Error   string
+			}
+			if err := json.Unmarshal(b, &r); err != nil {
+				return kill, tm, err
+			}
+			if r.Error != "" {
+				return kill, tm, errors.New(r.Error)
+			}
+			return kill, r.Timings, nil
+		}
+		select {
+		case err := <-exited:
+			out, _ := os.ReadFile(cfg.Dir + ".child.log")
+			return nil, tm, fmt.Errorf("child exited (%v): %s", err, out)
+		case <-ctx.Done():
+			return kill, tm, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func TestTwoRealNodes(t *testing.T) {
@@ -103,10 +190,13 @@ func TestTwoRealNodes(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range nodes {
-				if n.node != nil {
-					for _, c := range []string{"kubelet", "containerd", "kube-proxy"} {
-						t.Logf("%s %s log (tail):\n%s", n.name, c, n.node.LogTail(c, 30))
+				for _, c := range []string{"kubelet", "containerd", "kube-proxy"} {
+					b, _ := os.ReadFile(filepath.Join(n.dir, "logs", c+".log"))
+					lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+					if len(lines) > 30 {
+						lines = lines[len(lines)-30:]
 					}
+					t.Logf("%s %s log (tail):\n%s", n.name, c, strings.Join(lines, "\n"))
 				}
 			}
 		}
@@ -196,26 +286,47 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Both nodes at once.
+	// Both nodes at once: n1 in this process, torn down with Stop; n2 in
+	// a child process that is killed at the end, as if `podroute-lab up`
+	// crashed, and torn down with Cleanup from its state file.
 	var wg sync.WaitGroup
-	for _, n := range nodes {
+	for i, n := range nodes {
 		tok, _ := cp.NodeToken(n.name)
+		n.dir = filepath.Join(base, n.name)
+		cfg := kubenode.Config{
+			Name: n.name, Netns: n.netns, Dir: n.dir, NodeIP: n.ip,
+			APIServer: cp.URL, CACertPEM: cp.CACertPEM(), Token: tok, ProxyToken: proxyToken,
+			CNIBinDir: cniBin, CNIConfDir: n.confDir, Images: archives, Logf: t.Logf,
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := time.Now()
-			n.node, n.startErr = kubenode.Start(ctx, kubenode.Config{
-				Name: n.name, Netns: n.netns, Dir: filepath.Join(base, n.name), NodeIP: n.ip,
-				APIServer: cp.URL, CACertPEM: cp.CACertPEM(), Token: tok, ProxyToken: proxyToken,
-				CNIBinDir: cniBin, CNIConfDir: n.confDir, Images: archives, Logf: t.Logf,
-			})
-			n.startTook = time.Since(s)
+			if i == 0 {
+				n.node, n.startErr = kubenode.Start(ctx, cfg)
+				if n.node != nil {
+					n.timings = n.node.Timings()
+				}
+				return
+			}
+			n.crash, n.timings, n.startErr = startCrashingNode(ctx, cfg)
 		}()
 	}
 	wg.Wait()
 	for _, n := range nodes {
-		if n.node != nil {
+		switch {
+		case n.node != nil:
 			cleanup.Add("node "+n.name, n.node.Stop)
+		case n.crash != nil:
+			cleanup.Add("node "+n.name+" after its owner crashed", func() error {
+				n.crash()
+				if _, err := os.Stat(filepath.Join(n.dir, kubenode.StateFile)); err != nil {
+					if n.startErr != nil {
+						return nil // the child's Start cleaned up after itself
+					}
+					return fmt.Errorf("no state file to clean up from: %w", err)
+				}
+				return kubenode.Cleanup(n.dir)
+			})
 		}
 	}
 	for _, n := range nodes {
@@ -262,7 +373,7 @@ func TestTwoRealNodes(t *testing.T) {
 	readyTook := time.Since(begin)
 	t.Logf("control plane + scheduler up in %v; both nodes Ready %v after the test began", cpTook.Round(time.Millisecond), readyTook.Round(time.Millisecond))
 	for _, n := range nodes {
-		tm := n.node.Timings()
+		tm := n.timings
 		t.Logf("node %s: kubenode.Start %v (holder %v, containerd %v, import of %d archives %v, kubelet %v, kube-proxy %v), pod CIDR %s",
 			n.name, tm.Total.Round(time.Millisecond), tm.Holder.Round(time.Millisecond), tm.Containerd.Round(time.Millisecond),
 			len(archives), tm.Import.Round(time.Millisecond), tm.Kubelet.Round(time.Millisecond), tm.Proxy.Round(time.Millisecond), n.podCIDR)
@@ -385,7 +496,11 @@ func TestTwoRealNodes(t *testing.T) {
 
 	// Memory of each node with its pods.
 	for _, n := range nodes {
-		u := n.node.Usage()
+		st, err := kubenode.ReadState(n.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := kubenode.StateUsage(st)
 		t.Logf("node %s RSS: %.0f MiB total = kubelet %.0f + containerd %.0f + kube-proxy %.0f + %d shims %.0f + %d container processes %.0f",
 			n.name, mib(u.Total()), mib(u.Kubelet), mib(u.Containerd), mib(u.KubeProxy), u.ShimCount, mib(u.Shims), u.ContainerProcs, mib(u.Containers))
 	}
@@ -411,10 +526,8 @@ func TestTwoRealNodes(t *testing.T) {
 	}
 	t.Logf("pod echo-n2 deleted; %s released in n2's IPAM store %v later", gone, time.Since(delStart).Round(time.Millisecond))
 
-	for _, n := range nodes {
-		if err := n.node.Running(); err != nil {
-			t.Error(err)
-		}
+	if err := nodes[0].node.Running(); err != nil {
+		t.Error(err)
 	}
 	if err := sched.Running(); err != nil {
 		t.Error(err)
