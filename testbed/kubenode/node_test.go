@@ -180,6 +180,10 @@ func TestTwoRealNodes(t *testing.T) {
 	begin := time.Now()
 	run := testbed.NewRunID()
 	base := t.TempDir()
+	if d := os.Getenv("PODROUTE_KUBENODE_TEST_DIR"); d != "" {
+		// Keep the logs (teardown leaves each logs/ directory) for a look.
+		base = filepath.Join(d, run)
+	}
 	sysctlsBefore := readSysctls()
 	_, varLibCNIBefore := os.Stat("/var/lib/cni")
 	var cleanup testbed.Cleanup
@@ -493,6 +497,84 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Fatalf("CoreDNS: %v", err)
 	}
 	t.Logf("CoreDNS answers echo.default.svc.cluster.local = %s (%v after applying it)", svc.Spec.ClusterIP, time.Since(dnsStart).Round(time.Millisecond))
+
+	// Every other image of the catalog runs and has what the specs use.
+	imgStart := time.Now()
+	smoke := []struct {
+		name, image string
+		args        []string
+		hostNet     bool
+	}{
+		{"nginx", images.NginxImage, nil, false},
+		{"busybox", images.BusyBoxImage, []string{"sleep", "600"}, false},
+		{"glibc", images.GlibcDNSTestingImage, []string{"sleep", "600"}, false},
+		{"iptables", images.DistrolessIptablesImage, []string{"sleep", "600"}, true},
+		{"boom", images.RegressionIssue74839, nil, false},
+	}
+	for _, sm := range smoke {
+		c := corev1.Container{Name: sm.name, Image: sm.image, ImagePullPolicy: corev1.PullIfNotPresent}
+		if sm.args != nil {
+			c.Command = sm.args
+		}
+		if sm.hostNet {
+			c.SecurityContext = &corev1.SecurityContext{Privileged: new(bool)}
+			*c.SecurityContext.Privileged = true
+		}
+		if sm.name == "boom" {
+			c.Env = []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}}
+			c.SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_RAW"}}}
+		}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: sm.name}, Spec: corev1.PodSpec{
+			NodeName: "n1", HostNetwork: sm.hostNet, TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{c}}}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	smokeIP := map[string]string{}
+	for _, sm := range smoke {
+		err := poll(ctx, time.Minute, func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, sm.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s: %v", p.Status.Phase, p.Status.ContainerStatuses)
+			}
+			smokeIP[sm.name] = p.Status.PodIP
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("pod %s (%s) Running: %v", sm.name, sm.image, err)
+		}
+	}
+	checks := []struct {
+		pod  string
+		argv []string
+		want string
+	}{
+		{"echo-n1", []string{"curl", "-sS", "--max-time", "5", "http://" + smokeIP["nginx"] + "/"}, "Welcome to nginx"},
+		{"busybox", []string{"wget", "-q", "-O", "-", "http://" + pods["n2"].Status.PodIP + ":8080/hostname"}, "echo-n2"},
+		{"glibc", []string{"sh", "-c", "getent hosts echo.default.svc.cluster.local; dig +short +time=2 +tries=1 echo.default.svc.cluster.local"}, svc.Spec.ClusterIP},
+		{"iptables", []string{"sh", "-c", "which conntrack && conntrack -L >/dev/null 2>&1 && iptables -t nat -S >/dev/null && echo ok"}, "ok"},
+		{"echo-n1", []string{"sh", "-c", "nc -z -w 3 " + smokeIP["boom"] + " 9000 && echo ok"}, "ok"},
+		{"echo-n1", []string{"sh", "-c", "nc -u -z -w 1 10.96.0.10 53 && ip -o addr show eth0 >/dev/null && ss -ltn >/dev/null && nslookup -timeout=2 echo.default.svc.cluster.local >/dev/null && wget -q -T 2 -O - http://127.0.0.1:8080/hostname"}, "echo-n1"},
+	}
+	for _, c := range checks {
+		out, err := exec(c.pod, c.argv...)
+		if err != nil || !strings.Contains(out, c.want) {
+			t.Errorf("in pod %s: %s: %q, %v; want %q in the output", c.pod, strings.Join(c.argv, " "), out, err, c.want)
+		}
+	}
+	t.Logf("images nginx, busybox, glibc-dns-testing, distroless-iptables, regression-issue-74839 run and answer (%v)", time.Since(imgStart).Round(time.Millisecond))
+
+	// Nothing of the nodes (container rootfs, volume tmpfs, netns pins) in
+	// the machine's mount table while they run.
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, base) || strings.Contains(line, "/run/netns/cni-") || strings.Contains(line, "/var/lib/cni") {
+			t.Errorf("a node's mount is in the machine's mount table: %s", line)
+		}
+	}
 
 	// Memory of each node with its pods.
 	for _, n := range nodes {
