@@ -35,4 +35,41 @@
 // What it must not touch: the machine's own network namespace, mount table
 // and sysctls, any process, cgroup or containerd it did not start, the
 // network namespace it is given (the caller made it and deletes it).
+//
+// # Wiring it into the lab
+//
+// What the control plane (testbed/k8s, k8sharness.Options) must be started
+// with once real kubelets exist, as TestTwoRealNodes does:
+//
+//   - ExtraAPIServerArgs: --kubelet-preferred-address-types=InternalIP,Hostname,
+//     or exec, logs and port-forward try to resolve the node name and fail.
+//   - ControllerManager.Controllers: ["*"]. The default three are not enough
+//     for pods: endpointslice(-mirroring), replicaset, deployment, daemonset,
+//     garbage collector, root-ca-certificate-publisher (without the
+//     kube-root-ca.crt ConfigMap no pod can mount its projected token),
+//     node-lifecycle (taints a node whose kubelet stopped), ttl, job...
+//     Start's health wait only checks names ending in "-controller", so "*"
+//     is not waited for; list them explicitly to keep the wait.
+//   - NodeNames: every node, so each kubelet gets its static
+//     system:node:NAME token (Config.Token = NodeToken(name)).
+//   - Tokens: one for user system:kube-proxy (bound to the
+//     system:node-proxier ClusterRole by the default RBAC), as
+//     Config.ProxyToken.
+//   - BindAddress: the control plane's fabric address, not loopback: with a
+//     loopback address the harness turns the endpoint reconciler off, and
+//     pods cannot reach the kubernetes Service (10.96.0.1).
+//   - ControllerManager.ClusterCIDRs equal to Config.ClusterCIDR (both
+//     default 10.244.0.0/16); ServiceClusterIPRanges holding the cluster
+//     DNS IP (default 10.96.0.0/16 holds 10.96.0.10).
+//
+// Then StartScheduler in the control plane's namespace with the admin
+// kubeconfig, Start for each node (in parallel: about 8 s each, most of it
+// the image import), and ApplyCoreDNS. Each node's namespace needs a route
+// covering the Service range (a default route): a locally sent packet to a
+// ClusterIP is routed before kube-proxy's DNAT. The node becomes Ready when
+// a conflist is in CNIConfDir, with cniVersion "1.0.0" or lower for
+// Debian's containerd 1.6 (it rejects "1.1.0", which podrouted writes
+// today), and CNIBinDir must hold podroute-cni, loopback (containerd 1.6
+// sets up lo with it) and the chained portmap and bandwidth (Debian's
+// containernetworking-plugins, /usr/lib/cni).
 package kubenode
