@@ -432,7 +432,7 @@ func TestTwoRealNodes(t *testing.T) {
 	}
 	t.Logf("both pods Running %v after creation", time.Since(podStart).Round(time.Millisecond))
 
-	exec := func(pod string, argv ...string) (string, error) {
+	podExec := func(pod string, argv ...string) (string, error) {
 		out, err := cp.Kubectl(ctx, append([]string{"exec", "-n", ns, pod, "--"}, argv...)...)
 		return strings.TrimSpace(string(out)), err
 	}
@@ -444,7 +444,7 @@ func TestTwoRealNodes(t *testing.T) {
 				continue
 			}
 			url := fmt.Sprintf("http://%s:8080/hostname", pods[to.name].Status.PodIP)
-			out, err := exec("echo-"+from.name, "curl", "-sS", "--max-time", "5", url)
+			out, err := podExec("echo-"+from.name, "curl", "-sS", "--max-time", "5", url)
 			if err != nil || out != "echo-"+to.name {
 				t.Fatalf("pod on %s -> %s: %q, %v", from.name, url, out, err)
 			}
@@ -463,7 +463,7 @@ func TestTwoRealNodes(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	err = poll(ctx, time.Minute, func() error {
-		out, err := exec("echo-n1", "curl", "-sS", "--max-time", "3", "http://"+svc.Spec.ClusterIP+"/hostname")
+		out, err := podExec("echo-n1", "curl", "-sS", "--max-time", "3", "http://"+svc.Spec.ClusterIP+"/hostname")
 		if err == nil {
 			seen[out] = true
 		}
@@ -487,7 +487,7 @@ func TestTwoRealNodes(t *testing.T) {
 	}
 	dnsStart := time.Now()
 	err = poll(ctx, 2*time.Minute, func() error {
-		out, err := exec("echo-n1", "dig", "+short", "+time=2", "+tries=1", "echo.default.svc.cluster.local")
+		out, err := podExec("echo-n1", "dig", "+short", "+time=2", "+tries=1", "echo.default.svc.cluster.local")
 		if err != nil || out != svc.Spec.ClusterIP {
 			return fmt.Errorf("dig: %q, %v", out, err)
 		}
@@ -560,7 +560,7 @@ func TestTwoRealNodes(t *testing.T) {
 		{"echo-n1", []string{"sh", "-c", "nc -u -z -w 1 10.96.0.10 53 && ip -o addr show eth0 >/dev/null && ss -ltn >/dev/null && nslookup -timeout=2 echo.default.svc.cluster.local >/dev/null && wget -q -T 2 -O - http://127.0.0.1:8080/hostname"}, "echo-n1"},
 	}
 	for _, c := range checks {
-		out, err := exec(c.pod, c.argv...)
+		out, err := podExec(c.pod, c.argv...)
 		if err != nil || !strings.Contains(out, c.want) {
 			t.Errorf("in pod %s: %s: %q, %v; want %q in the output", c.pod, strings.Join(c.argv, " "), out, err, c.want)
 		}
@@ -587,6 +587,30 @@ func TestTwoRealNodes(t *testing.T) {
 			n.name, mib(u.Total()), mib(u.Kubelet), mib(u.Containerd), mib(u.KubeProxy), u.ShimCount, mib(u.Shims), u.ContainerProcs, mib(u.Containers))
 	}
 	t.Logf("kube-scheduler RSS %.0f MiB", mib(sched.RSS()))
+
+	// Optionally, upstream e2e specs against these two nodes (a first taste
+	// of `make e2e`): PODROUTE_KUBENODE_E2E_FOCUS is a ginkgo focus regexp.
+	if focus := os.Getenv("PODROUTE_KUBENODE_E2E_FOCUS"); focus != "" {
+		e2eBin := filepath.Join(images.DefaultBinDir(), "e2e.test")
+		report := filepath.Join(base, "e2e-report")
+		os.MkdirAll(report, 0o755)
+		e2eStart := time.Now()
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", cpNS.Name, e2eBin,
+			"--kubeconfig="+cp.AdminKubeconfig, "--provider=skeleton", "--report-dir="+report,
+			"--ginkgo.focus="+focus, "--ginkgo.no-color", "--ginkgo.timeout=20m")
+		cmd.Env = append(os.Environ(), "PATH="+images.DefaultBinDir()+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		os.WriteFile(filepath.Join(base, "e2e.log"), out, 0o644)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		t.Logf("e2e.test --ginkgo.focus=%q: %v in %v (full log %s):\n%s", focus, err, time.Since(e2eStart).Round(time.Second),
+			filepath.Join(base, "e2e.log"), strings.Join(lines, "\n"))
+		if err != nil {
+			t.Errorf("e2e specs failed: %v", err)
+		}
+	}
 
 	// A deleted pod's address goes back to podroute's IPAM.
 	gone := netip.MustParseAddr(pods["n2"].Status.PodIP)
