@@ -165,3 +165,14 @@ func Paths(dir string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ImportAll imports every archive of the Catalog from dir ("" means
+// DefaultDir()) into the containerd listening on socket; a missing archive
+// is an error naming `make images`.
+func ImportAll(ctx context.Context, socket, dir string) error {
+	paths, err := Paths(dir)
+	if err != nil {
+		return err
+	}
+	return Import(ctx, socket, paths...)
+}
