@@ -175,7 +175,7 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Skipf("real-node test skipped; missing: %s. Run `make k8s-tools k8s-node-tools images` (about 15 min on 2 cores the first time, then cached).", strings.Join(missing, "; "))
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	begin := time.Now()
 	run := testbed.NewRunID()
@@ -595,9 +595,16 @@ func TestTwoRealNodes(t *testing.T) {
 		report := filepath.Join(base, "e2e-report")
 		os.MkdirAll(report, 0o755)
 		e2eStart := time.Now()
-		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", cpNS.Name, e2eBin,
-			"--kubeconfig="+cp.AdminKubeconfig, "--provider=skeleton", "--report-dir="+report,
-			"--ginkgo.focus="+focus, "--ginkgo.no-color", "--ginkgo.timeout=20m")
+		skip := os.Getenv("PODROUTE_KUBENODE_E2E_SKIP")
+		suiteArgs := []string{"--kubeconfig=" + cp.AdminKubeconfig, "--provider=skeleton", "--report-dir=" + report}
+		argv := append([]string{"ip", "netns", "exec", cpNS.Name, e2eBin}, suiteArgs...)
+		argv = append(argv, "--ginkgo.focus="+focus, "--ginkgo.skip="+skip, "--ginkgo.no-color", "--ginkgo.timeout=60m")
+		if procs := os.Getenv("PODROUTE_KUBENODE_E2E_PROCS"); procs != "" {
+			// Through the ginkgo CLI, which runs the suite in parallel.
+			argv = append([]string{"ip", "netns", "exec", cpNS.Name, filepath.Join(images.DefaultBinDir(), "ginkgo"),
+				"--procs=" + procs, "--focus=" + focus, "--skip=" + skip, "--no-color", "--timeout=60m", e2eBin, "--"}, suiteArgs...)
+		}
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), "PATH="+images.DefaultBinDir()+":"+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
 		os.WriteFile(filepath.Join(base, "e2e.log"), out, 0o644)
