@@ -5,12 +5,14 @@
 // It also carries the CoreDNS manifests for the cluster DNS.
 //
 // How a node is entered (the recipe of shared/real-nodes.md): a holder
-// process is started with `nsenter --net=NETNS unshare --mount
-// --propagation slave`, makes the node's private mounts and then sleeps;
-// containerd, kubelet and kube-proxy are started with `nsenter -t HOLDER -m
-// -n`, so all three share one private mount namespace (kubelet's volume
-// mounts must be visible to containerd) and the containers' mounts never
-// reach the machine's mount table. `ip netns exec` is not used because it
+// process is started with `nsenter --net=NETNS unshare --mount --uts
+// --propagation slave`, sets the node's hostname (hostNetwork pods share the
+// node's UTS namespace, and e2e expects them to answer with the node's
+// name), makes the node's private mounts and then sleeps; containerd,
+// kubelet and kube-proxy are started with `nsenter -t HOLDER -m -n -u`, so
+// all three share one private mount namespace (kubelet's volume mounts must
+// be visible to containerd) and the containers' mounts never reach the
+// machine's mount table. `ip netns exec` is not used because it
 // remounts /sys and hides the cgroup hierarchies. The private mounts: a
 // sysfs of the node's network namespace with the machine's cgroup
 // hierarchies moved back under it; tmpfs on /run (pod network namespaces,

@@ -195,8 +195,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	// anchor.
 	t0 := time.Now()
 	holder, err := n.start("holder", D, "nsenter", "--net="+n.nsPath, "--",
-		"unshare", "--mount", "--propagation", "slave", "--",
-		"bash", "-c", holderScript, holderMarker, D)
+		"unshare", "--mount", "--uts", "--propagation", "slave", "--",
+		"bash", "-c", holderScript, holderMarker, D, cfg.Name)
 	if err != nil {
 		return n, err
 	}
@@ -214,7 +214,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return n, err
 	}
 	n.timings.Holder = time.Since(t0)
-	enter := []string{"nsenter", "-t", strconv.Itoa(holder.PID), "-m", "-n", "--"}
+	enter := []string{"nsenter", "-t", strconv.Itoa(holder.PID), "-m", "-n", "-u", "--"}
 
 	t0 = time.Now()
 	ctd, err := n.start("containerd", filepath.Join(D, "containerd.toml"),
@@ -278,10 +278,13 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
-// holderScript runs as `bash -c holderScript holderMarker DIR` in the
-// node's network namespace and a new, slave mount namespace.
+// holderScript runs as `bash -c holderScript holderMarker DIR NAME` in the
+// node's network namespace and new UTS and (slave) mount namespaces.
 const holderScript = `set -eu
 D="$1"
+# The node's own hostname, which hostNetwork pods share (e2e checks that
+# such a pod answers with its node's name).
+echo "$2" > /proc/sys/kernel/hostname
 # A sysfs of this network namespace (/sys/class/net shows the node's links),
 # with the machine's cgroup hierarchies moved back under it.
 mount --rbind /sys/fs/cgroup "$D/cgstage"

@@ -185,6 +185,7 @@ func TestTwoRealNodes(t *testing.T) {
 		base = filepath.Join(d, run)
 	}
 	sysctlsBefore := readSysctls()
+	hostnameBefore, _ := os.Hostname()
 	_, varLibCNIBefore := os.Stat("/var/lib/cni")
 	var cleanup testbed.Cleanup
 	nodes := []*labNode{
@@ -210,6 +211,9 @@ func TestTwoRealNodes(t *testing.T) {
 		}
 		t.Logf("teardown took %v", time.Since(start).Round(time.Millisecond))
 		checkNothingLeft(t, run, base, sysctlsBefore, varLibCNIBefore)
+		if h, _ := os.Hostname(); h != hostnameBefore {
+			t.Errorf("the machine's hostname changed: %q -> %q", hostnameBefore, h)
+		}
 	})
 
 	// Namespaces: the control plane's with a bridge, each node on a veth
@@ -556,6 +560,8 @@ func TestTwoRealNodes(t *testing.T) {
 		{"busybox", []string{"wget", "-q", "-O", "-", "http://" + pods["n2"].Status.PodIP + ":8080/hostname"}, "echo-n2"},
 		{"glibc", []string{"sh", "-c", "getent hosts echo.default.svc.cluster.local; dig +short +time=2 +tries=1 echo.default.svc.cluster.local"}, svc.Spec.ClusterIP},
 		{"iptables", []string{"sh", "-c", "which conntrack && conntrack -L >/dev/null 2>&1 && iptables -t nat -S >/dev/null && echo ok"}, "ok"},
+		// A hostNetwork pod has its node's hostname.
+		{"iptables", []string{"hostname"}, "n1"},
 		{"echo-n1", []string{"sh", "-c", "nc -z -w 3 " + smokeIP["boom"] + " 9000 && echo ok"}, "ok"},
 		{"echo-n1", []string{"sh", "-c", "nc -u -z -w 1 10.96.0.10 53 && ip -o addr show eth0 >/dev/null && ss -ltn >/dev/null && nslookup -timeout=2 echo.default.svc.cluster.local >/dev/null && wget -q -T 2 -O - http://127.0.0.1:8080/hostname"}, "echo-n1"},
 	}
