@@ -230,7 +230,9 @@ func assembleAgnhost(ctx context.Context, b *builder) ([]Image, error) {
 	// What agnhost's Dockerfile adds: the binary and its second name (for
 	// the entrypoint-tester specs), porter's TLS pair, netexec's /uploads,
 	// CoreDNS at /coredns (DNS specs run it as a server), and a user and
-	// group for the SupplementalGroups specs.
+	// group for the SupplementalGroups specs. Left out: iperf (only the
+	// [Feature:Networking-Performance] specs), ipcs (SELinux node specs) and
+	// the fake registry's /var/registry (image-pull node specs).
 	certs, err := agnhostSourceDir(ctx)
 	if err != nil {
 		return nil, err
