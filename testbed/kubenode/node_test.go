@@ -5,6 +5,13 @@ package kubenode_test
 // in a third, static routes standing in for podrouted, podroute-cni as the
 // CNI plugin (go test ./testbed/kubenode -run TestTwoRealNodes, as root,
 // after `make k8s-tools k8s-node-tools images`).
+//
+// With PODROUTE_KUBENODE_E2E_FOCUS the test also runs upstream e2e specs
+// from the control plane's namespace against the two nodes. Measured
+// 2026-12-01 on 2 vCPUs: focus '\[sig-network\].*\[Conformance\]', serial:
+// 47 of 47 passed in 7 min 15 s; focus '\[sig-network\]' with
+// PODROUTE_KUBENODE_E2E_SKIP='\[Serial\]|\[Slow\]|\[Disruptive\]|\[Flaky\]|\[Feature:|Netpol|NetworkPolicy|LoadBalancer|SCTP|IPv6|DualStack'
+// and PODROUTE_KUBENODE_E2E_PROCS=2: 113 of 113 passed in 20 min 14 s.
 
 import (
 	"context"
