@@ -1,0 +1,123 @@
+package kubenode
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podroute/podroute/testbed/images"
+)
+
+func TestCoreDNSObjects(t *testing.T) {
+	objs, err := CoreDNSObjects(CoreDNSOptions{ClusterDNS: "10.96.0.53", Domain: "lab.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc *corev1.Service
+	var dep *appsv1.Deployment
+	var cm *corev1.ConfigMap
+	for _, o := range objs {
+		switch x := o.(type) {
+		case *corev1.Service:
+			svc = x
+		case *appsv1.Deployment:
+			dep = x
+		case *corev1.ConfigMap:
+			cm = x
+		}
+	}
+	if len(objs) != 6 || svc == nil || dep == nil || cm == nil {
+		t.Fatalf("got %d objects (service %v, deployment %v, configmap %v), want 6", len(objs), svc != nil, dep != nil, cm != nil)
+	}
+	if svc.Spec.ClusterIP != "10.96.0.53" || svc.Name != "kube-dns" || svc.Namespace != "kube-system" {
+		t.Errorf("service %s/%s at %s", svc.Namespace, svc.Name, svc.Spec.ClusterIP)
+	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != images.CoreDNSImage {
+		t.Errorf("image %s, want %s", img, images.CoreDNSImage)
+	}
+	if !strings.Contains(cm.Data["Corefile"], "kubernetes lab.local in-addr.arpa") {
+		t.Errorf("Corefile does not serve the domain:\n%s", cm.Data["Corefile"])
+	}
+	if _, err := CoreDNSManifest(CoreDNSOptions{ClusterDNS: "dns"}); err == nil {
+		t.Error("a ClusterDNS that is not an IP was accepted")
+	}
+}
+
+func TestConfigDefaultsAndRendering(t *testing.T) {
+	c := Config{Name: "n1", Netns: "pr123456-n1", Dir: "/tmp/x/n1", NodeIP: "10.77.0.11", APIServer: "https://10.77.0.1:6443",
+		CACertPEM: []byte("ca"), Token: "tok", CNIBinDir: "/b", CNIConfDir: "/c", Images: []string{}}
+	if err := c.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.CgroupRoot != "/podroute-pr123456-n1" || c.ProxyMode != "nftables" || c.ClusterDNS != DefaultClusterDNS {
+		t.Errorf("defaults: %+v", c)
+	}
+	n := &Node{cfg: c, socket: "/tmp/x/n1/ctd/containerd.sock"}
+	data := map[string]string{"Name": c.Name, "D": c.Dir, "Socket": n.socket, "PauseImage": images.PauseImage,
+		"CNIBinDir": c.CNIBinDir, "CNIConfDir": c.CNIConfDir, "CgroupRoot": c.CgroupRoot, "NodeIP": c.NodeIP,
+		"ClusterDNS": c.ClusterDNS, "ClusterDomain": c.ClusterDomain, "ClusterCIDR": c.ClusterCIDR, "ProxyMode": c.ProxyMode}
+	for _, tc := range []struct {
+		t    *templateT
+		want map[string]any
+	}{
+		{kubeletTmpl, map[string]any{"cgroupRoot": "/podroute-pr123456-n1", "failCgroupV1": false, "cgroupDriver": "cgroupfs",
+			"containerRuntimeEndpoint": "unix:///tmp/x/n1/ctd/containerd.sock", "address": "10.77.0.11", "protectKernelDefaults": false}},
+		{proxyTmpl, map[string]any{"mode": "nftables", "hostnameOverride": "n1", "clusterCIDR": DefaultClusterCIDR}},
+	} {
+		b, err := render(tc.t, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v\n%s", tc.t.Name(), err, b)
+		}
+		for k, v := range tc.want {
+			if m[k] != v {
+				t.Errorf("%s: %s = %v, want %v", tc.t.Name(), k, m[k], v)
+			}
+		}
+	}
+	b, err := render(containerdTmpl, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`restrict_oom_score_adj = true`, `sandbox_image = "` + images.PauseImage + `"`,
+		`address = "/tmp/x/n1/ctd/containerd.sock"`, `Root = "/tmp/x/n1/ctd/runc"`, `path = "/tmp/x/n1/ctd/opt"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("containerd config lacks %s", want)
+		}
+	}
+
+	for _, bad := range []func(*Config){
+		func(c *Config) { c.Name = "" },
+		func(c *Config) { c.Dir = "rel" },
+		func(c *Config) { c.NodeIP = "x" },
+		func(c *Config) { c.ProxyMode = "ipvs" },
+		func(c *Config) { c.CgroupRoot = "/a/b" },
+		func(c *Config) { c.Token = "" },
+	} {
+		c2 := Config{Name: "n1", Netns: "x", Dir: "/d", NodeIP: "10.0.0.1", APIServer: "https://a", CACertPEM: []byte("ca"),
+			Token: "t", CNIBinDir: "/b", CNIConfDir: "/c", Images: []string{}}
+		bad(&c2)
+		if err := c2.defaults(); err == nil {
+			t.Errorf("bad config accepted: %+v", c2)
+		}
+	}
+}
+
+func TestInCgroupsAndMounts(t *testing.T) {
+	v1, _, err := cgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v1) == 0 {
+		t.Skip("no cgroup v1 hierarchies here")
+	}
+	if inCgroups(1, []string{"/sys/fs/cgroup/cpu/podroute-no-such-node"}) {
+		t.Error("pid 1 reported in a cgroup that does not exist")
+	}
+}
