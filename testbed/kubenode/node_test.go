@@ -36,10 +36,10 @@ import (
 
 	"github.com/podroute/podroute/cni"
 	"github.com/podroute/podroute/ipam"
-	"github.com/podroute/podroute/testbed"
 	"github.com/podroute/podroute/testbed/images"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
 	"github.com/podroute/podroute/testbed/kubenode"
+	"github.com/podroute/podroute/testbed/netns"
 )
 
 // The machine-wide settings a node must not change.
@@ -185,7 +185,7 @@ func TestTwoRealNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Minute)
 	defer cancel()
 	begin := time.Now()
-	run := testbed.NewRunID()
+	run := netns.NewRunID()
 	base := t.TempDir()
 	if d := os.Getenv("PODROUTE_KUBENODE_TEST_DIR"); d != "" {
 		// Keep the logs (teardown leaves each logs/ directory) for a look.
@@ -194,7 +194,7 @@ func TestTwoRealNodes(t *testing.T) {
 	sysctlsBefore := readSysctls()
 	hostnameBefore, _ := os.Hostname()
 	_, varLibCNIBefore := os.Stat("/var/lib/cni")
-	var cleanup testbed.Cleanup
+	var cleanup netns.Cleanup
 	nodes := []*labNode{
 		{name: "n1", ip: "10.77.0.11", netns: run + "-n1"},
 		{name: "n2", ip: "10.77.0.12", netns: run + "-n2"},
@@ -226,7 +226,7 @@ func TestTwoRealNodes(t *testing.T) {
 	// Namespaces: the control plane's with a bridge, each node on a veth
 	// into it; a node's default route goes to the control plane (Service
 	// IPs need a route before kube-proxy's DNAT; nothing beyond it routes).
-	cpNS, err := testbed.CreateNetns(run + "-cp")
+	cpNS, err := netns.Create(run + "-cp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestTwoRealNodes(t *testing.T) {
 	ip("-n", cpNS.Name, "addr", "add", "10.77.0.1/24", "dev", "br0")
 	ip("-n", cpNS.Name, "link", "set", "br0", "up")
 	for _, n := range nodes {
-		ns, err := testbed.CreateNetns(n.netns)
+		ns, err := netns.Create(n.netns)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -722,7 +722,7 @@ func poll(ctx context.Context, d time.Duration, f func() error) error {
 // machine's sysctls as they were, /var/lib/cni as it was.
 func checkNothingLeft(t *testing.T, run, base string, sysctlsBefore map[string]string, varLibCNIBefore error) {
 	t.Helper()
-	if left, _ := testbed.ListNetns(run); len(left) > 0 {
+	if left, _ := netns.List(run); len(left) > 0 {
 		t.Errorf("namespaces left: %v", left)
 	}
 	ents, _ := os.ReadDir("/proc")
