@@ -1,7 +1,11 @@
 package nft
 
 import (
+	"fmt"
+	"net"
+	"net/netip"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -105,3 +109,79 @@ func TestKernelEnforcesPolicies(t *testing.T) {
 }
 
 func keys[V any](m map[string]V) []string { return sortedKeys(m) }
+
+// Rules are keyed by address, so a pod sending with another pod's source
+// address would get that pod's rights. The egress chain drops a packet
+// from a pod's veth whose source is not routed back through that veth.
+// Here db admits only web; client sends UDP datagrams to db, once as
+// itself and once claiming web's address (which it has put on its own
+// interface): neither may arrive, while web's own get through.
+func TestKernelDropsSpoofedSources(t *testing.T) {
+	pods := []labPod{
+		{ns: "a", name: "web", local: true, n: 1, labels: map[string]string{"app": "web"}},
+		{ns: "a", name: "client", local: true, n: 2, labels: map[string]string{"app": "client"}},
+		{ns: "a", name: "db", local: true, n: 3, labels: map[string]string{"app": "db"}},
+	}
+	l := newLab(t, pods)
+	only := netpol("a", "db-from-web", map[string]string{"app": "db"}, networkingv1.PolicyTypeIngress)
+	only.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{podPeer(map[string]string{"app": "web"})}}}
+	l.sync(input(pods, only))
+
+	const port = 6001
+	type got struct{ src netip.Addr }
+	recv := make(chan got, 64)
+	var pc net.PacketConn
+	must(t, l.pods["db"].Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		return err
+	}))
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			recv <- got{from.(*net.UDPAddr).AddrPort().Addr().Unmap()}
+		}
+	}()
+	web, client, db := pods[0], pods[1], pods[2]
+	for _, fam := range []int{4, 6} {
+		bits := 32
+		if fam == 6 {
+			bits = 128
+		}
+		// client takes web's address too, so its kernel lets it send with
+		// that source.
+		must(t, l.pods["client"].AddAddr("eth0", netip.PrefixFrom(web.addr(fam), bits).String()))
+		send := func(ns string, src netip.Addr) {
+			must(t, l.pods[ns].Do(func() error {
+				conn, err := net.DialUDP("udp", &net.UDPAddr{IP: src.AsSlice()}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(db.addr(fam), port)))
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				_, err = conn.Write([]byte("x"))
+				return err
+			}))
+		}
+		send("client", client.addr(fam))
+		send("client", web.addr(fam)) // spoofed
+		send("web", web.addr(fam))
+		deadline := time.After(2 * time.Second)
+		var arrived []netip.Addr
+	wait:
+		for {
+			select {
+			case g := <-recv:
+				arrived = append(arrived, g.src)
+			case <-deadline:
+				break wait
+			}
+		}
+		if len(arrived) != 1 || arrived[0] != web.addr(fam) {
+			t.Errorf("IPv%d: db received datagrams from %v, want exactly one, web's own", fam, arrived)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/podroute/podroute/cni"
 	"github.com/podroute/podroute/policy"
 )
 
@@ -137,6 +138,12 @@ func Render(res *policy.Result) *State {
 	}
 	s.addChain(&Chain{Name: chainEgress, Hook: "forward", Priority: "filter", Label: "egress of local pods",
 		Rules: []string{
+			// Rules are keyed by address, so a pod must not send with
+			// another's: a packet from a pod's veth whose source is not
+			// routed back through that veth is dropped (strict reverse
+			// path, both families; IPv6 has no rp_filter sysctl). First,
+			// before conntrack could match a spoofed reply.
+			`iifname "` + cni.HostVethPrefix + `*" fib saddr . iif oif missing drop`,
 			"ct state established,related accept",
 			"ip saddr vmap @" + mapName(policy.Egress, 4),
 			"ip6 saddr vmap @" + mapName(policy.Egress, 6),
