@@ -228,6 +228,14 @@ func (w *bgpWire) prefixes(b []byte, into map[netip.Prefix]time.Time, ts time.Ti
 	return n
 }
 
+// reset forgets the connection seen so far (and whether the capture
+// missed segments of it): the peer's next SYN starts the next one.
+func (w *bgpWire) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inConn, w.stream, w.state, w.times = false, w.stream[:0], bgpWireState{}, w.times[:0]
+}
+
 func (w *bgpWire) snapshot() bgpWireState {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -169,6 +169,15 @@ func (w *routeWatch) arm(target int) <-chan time.Time {
 	return ch
 }
 
+// clear forgets every counted route and a past overflow: for when the
+// kernel is known to hold none of the protocol's routes (after a flush)
+// but lost notifications left the count unreliable.
+func (w *routeWatch) clear() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.have, w.overflow = map[uint64]struct{}{}, false
+}
+
 func (w *routeWatch) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
