@@ -122,8 +122,8 @@ const (
 )
 
 var (
-	// floodRange holds the flood's prefixes (10.128.0.0 upwards, the same
-	// start as BenchmarkBGPToKernel's); goodRange the good peer's.
+	// floodRange holds the flood's prefixes (10.128.0.0 upwards, inside
+	// the pod pool bgpBenchPool); goodRange the good peer's.
 	floodRange = netip.MustParsePrefix("10.128.0.0/12")
 	goodRange  = netip.MustParsePrefix("10.250.0.0/24")
 )
