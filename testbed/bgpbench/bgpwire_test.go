@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +29,7 @@ type bgpWire struct {
 	mu     sync.Mutex
 	stream []byte // bytes of the current connection not yet parsed
 	next   uint32 // next expected sequence number
+	ahead  []aheadSegment
 	inConn bool
 	state  bgpWireState
 	ann    map[netip.Prefix]time.Time
@@ -42,6 +45,7 @@ type bgpWireState struct {
 	open, established, firstUpdate, eor time.Time
 	lastUpdate                          time.Time
 	updates, nlri                       int
+	reordered                           int  // segments that arrived before one that precedes them
 	broken                              bool // a gap in the captured stream
 }
 
@@ -126,7 +130,7 @@ func (w *bgpWire) packet(p []byte, truncated bool, ts time.Time) {
 	}
 	if syn {
 		// A new connection: what came before is history.
-		w.inConn, w.next, w.stream = true, seq+1, w.stream[:0]
+		w.inConn, w.next, w.stream, w.ahead = true, seq+1, w.stream[:0], nil
 		w.state = bgpWireState{}
 		w.times = w.times[:0]
 		return
@@ -134,18 +138,34 @@ func (w *bgpWire) packet(p []byte, truncated bool, ts time.Time) {
 	if !w.inConn || len(payload) == 0 {
 		return
 	}
-	switch d := int32(seq - w.next); {
-	case d > 0:
-		w.state.broken = true // a segment was not captured; resynchronise
-		w.stream, w.next = w.stream[:0], seq
-	case d < 0:
-		if -int(d) >= len(payload) {
-			return // a retransmission
+	if d := int32(seq - w.next); d > 0 {
+		// Ahead of the stream: a segment before it is missing. On a veth
+		// that is mostly reordering (the sender's segments go through
+		// the backlog of whichever CPU sent them), so it waits for the
+		// gap to be filled; a message it completes counts as arrived
+		// when the gap is filled. Too much waiting means a segment was
+		// not captured: resynchronise here.
+		w.state.reordered++
+		w.ahead = append(w.ahead, aheadSegment{seq: seq, data: slices.Clone(payload)})
+		if len(w.ahead) <= maxAhead {
+			return
 		}
-		payload = payload[-d:]
+		w.state.broken = true
+		w.stream, w.next, w.ahead = w.stream[:0], seq, w.ahead[:0]
 	}
-	w.next += uint32(len(payload))
-	w.stream = append(w.stream, payload...)
+	w.appendInOrder(seq, payload)
+	// The segments that were waiting for this one.
+	for applied := true; applied && len(w.ahead) > 0; {
+		applied = false
+		for i, a := range w.ahead {
+			if int32(a.seq-w.next) <= 0 {
+				w.appendInOrder(a.seq, a.data)
+				w.ahead = slices.Delete(w.ahead, i, i+1)
+				applied = true
+				break
+			}
+		}
+	}
 	rest := w.stream
 	for len(rest) >= 19 {
 		l := int(binary.BigEndian.Uint16(rest[16:18]))
@@ -161,6 +181,29 @@ func (w *bgpWire) packet(p []byte, truncated bool, ts time.Time) {
 		rest = rest[l:]
 	}
 	w.stream = append(w.stream[:0], rest...)
+}
+
+// maxAhead is how many segments may wait for a missing one before it
+// counts as lost.
+const maxAhead = 256
+
+// aheadSegment is a segment that arrived before one that precedes it.
+type aheadSegment struct {
+	seq  uint32
+	data []byte
+}
+
+// appendInOrder appends the part of a segment at seq that is new to the
+// stream (none for a retransmission). seq must not be ahead of w.next.
+func (w *bgpWire) appendInOrder(seq uint32, payload []byte) {
+	if d := int32(w.next - seq); d > 0 {
+		if int(d) >= len(payload) {
+			return // a retransmission
+		}
+		payload = payload[d:]
+	}
+	w.next += uint32(len(payload))
+	w.stream = append(w.stream, payload...)
 }
 
 var bgpMarker = bytes.Repeat([]byte{0xff}, 16)
@@ -233,7 +276,7 @@ func (w *bgpWire) prefixes(b []byte, into map[netip.Prefix]time.Time, ts time.Ti
 func (w *bgpWire) reset() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.inConn, w.stream, w.state, w.times = false, w.stream[:0], bgpWireState{}, w.times[:0]
+	w.inConn, w.stream, w.ahead, w.state, w.times = false, w.stream[:0], nil, bgpWireState{}, w.times[:0]
 }
 
 func (w *bgpWire) snapshot() bgpWireState {
@@ -292,4 +335,62 @@ func htons(v uint16) uint16 {
 	var b [2]byte
 	binary.BigEndian.PutUint16(b[:], v)
 	return binary.NativeEndian.Uint16(b[:])
+}
+
+// TestBGPWireReordered feeds the reassembly segments out of order, as a
+// veth delivers them when the sender's segments pass different CPUs: a
+// message counts as arrived when its last missing byte does, and nothing
+// is lost or marked broken.
+func TestBGPWireReordered(t *testing.T) {
+	peer := netip.MustParseAddr("172.31.1.1")
+	w := &bgpWire{peer: peer, watch: netip.MustParsePrefix("11.240.0.0/12"),
+		ann: map[netip.Prefix]time.Time{}, wdr: map[netip.Prefix]time.Time{}}
+	msg := func(typ byte, body []byte) []byte {
+		m := append(slices.Clone(bgpMarker), 0, 0, typ)
+		binary.BigEndian.PutUint16(m[16:18], uint16(19+len(body)))
+		return append(m, body...)
+	}
+	open := msg(1, make([]byte, 10))
+	keepalive := msg(4, nil)
+	// One UPDATE announcing 11.240.1.0/24 (no attributes: the capture
+	// does not read them), then End-of-RIB.
+	update := msg(2, []byte{0, 0, 0, 0, 24, 11, 240, 1})
+	eor := msg(2, []byte{0, 0, 0, 0})
+	stream := slices.Concat(open, keepalive, update, eor)
+	const isn = 1000
+	segment := func(seq uint32, syn bool, payload []byte) []byte {
+		p := make([]byte, 40, 40+len(payload))
+		p[0], p[9] = 0x45, 6
+		binary.BigEndian.PutUint16(p[2:4], uint16(40+len(payload)))
+		copy(p[12:16], peer.AsSlice())
+		binary.BigEndian.PutUint32(p[24:28], seq)
+		p[32] = 5 << 4
+		if syn {
+			p[33] = 0x02
+		}
+		return append(p, payload...)
+	}
+	at := func(ms int) time.Time { return time.Unix(0, 0).Add(time.Duration(ms) * time.Millisecond) }
+	w.packet(segment(isn, true, nil), false, at(0))
+	// Segments: [open+keepalive] [first half of the UPDATE] [rest of the
+	// UPDATE + End-of-RIB], the middle one arriving last.
+	a, c := len(open)+len(keepalive), len(open)+len(keepalive)+len(update)/2
+	w.packet(segment(isn+1, false, stream[:a]), false, at(1))
+	w.packet(segment(isn+1+uint32(c), false, stream[c:]), false, at(2))
+	if st := w.snapshot(); !st.eor.IsZero() || st.updates != 0 {
+		t.Fatalf("messages parsed across a gap: %+v", st)
+	}
+	w.packet(segment(isn+1+uint32(a), false, stream[a:c]), false, at(3))
+	// A retransmission of what was seen changes nothing.
+	w.packet(segment(isn+1, false, stream[:c]), false, at(4))
+	st := w.snapshot()
+	if st.broken || st.reordered != 1 || st.updates != 1 || st.nlri != 1 {
+		t.Fatalf("state %+v, want 1 UPDATE of 1 prefix, 1 reordered segment, not broken", st)
+	}
+	if !st.established.Equal(at(1)) || !st.eor.Equal(at(3)) {
+		t.Errorf("Established at %v, End-of-RIB at %v; want %v and %v", st.established, st.eor, at(1), at(3))
+	}
+	if got := w.announced(netip.MustParsePrefix("11.240.1.0/24")); !got.Equal(at(3)) {
+		t.Errorf("11.240.1.0/24 announced at %v, want %v (when the gap was filled)", got, at(3))
+	}
 }
