@@ -894,6 +894,9 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver, round int) 
 	}
 	waitQuiet(b, append(slices.Clone(pids), l.frrPIDs()...))
 	r.wire.reset()
+	if _, err := r.wire.socketDrops(); err != nil { // zeroes the count
+		b.Fatal(err)
+	}
 	reached := r.kernel.arm(l.n)
 	profDir := ""
 	if r == l.pod {
@@ -982,8 +985,8 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver, round int) 
 	if r.kernel.overflowed() {
 		b.Logf("%s: the netlink watch overflowed; completion was detected by polling `ip route` every 50 ms", r.name)
 	}
-	if w.broken {
-		b.Logf("%s: the wire capture missed TCP segments; first-UPDATE/End-of-RIB times may be late", r.name)
+	if drops, err := r.wire.socketDrops(); err != nil || w.broken || drops > 0 {
+		b.Logf("%s: the wire capture missed TCP segments (broken %v; the socket dropped %d packets, %v); first-UPDATE/End-of-RIB times may be late", r.name, w.broken, drops, err)
 	}
 	if w.reordered > 0 {
 		b.Logf("%s: %d TCP segments arrived out of order on the receiver's interface (reassembled in order)", r.name, w.reordered)

@@ -279,6 +279,22 @@ func (w *bgpWire) reset() {
 	w.inConn, w.stream, w.ahead, w.state, w.times = false, w.stream[:0], nil, bgpWireState{}, w.times[:0]
 }
 
+// socketDrops is how many packets the capture socket dropped (its buffer
+// full: AF_PACKET drops silently) since the last call.
+func (w *bgpWire) socketDrops() (uint32, error) {
+	var st *unix.TpacketStats
+	var gerr error
+	if err := w.sock.rc.Control(func(fd uintptr) {
+		st, gerr = unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	}); err != nil {
+		return 0, err
+	}
+	if gerr != nil {
+		return 0, gerr
+	}
+	return st.Drops, nil
+}
+
 func (w *bgpWire) snapshot() bgpWireState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
