@@ -336,6 +336,7 @@ type bgpBenchReceiver struct {
 	ns     *netns.Namespace
 	proc   *netns.Process // podrouted or BIRD
 	frr    *frr.Router    // the FRR receiver
+	frrDir string         // its directory
 	wire   *bgpWire
 	kernel *routeWatch
 	// logFrom is where podrouted's log of the current process starts (the
@@ -618,14 +619,24 @@ func (l *bgpBenchLab) startReceiver(b *testing.B, r *bgpBenchReceiver, round int
 		}
 		r.proc = l.birdRouter.Proc
 	case l.frrRcv:
-		if r.frr == nil {
-			l.startFRRReceiver(b, r)
-			return
+		// Once in about 25 starts on the shared machine, the launcher of
+		// a daemon (`bgpd -d` waiting for its child) died of a SIGKILL
+		// whose sender is not known (nothing here sends one to a daemon
+		// that is starting), and FRR was not started. The start is not
+		// timed: one more try, said in the log.
+		start := func() error {
+			if r.frr == nil {
+				return l.startFRRReceiver(r)
+			}
+			// Stop is a no-op for the daemons retire killed; start
+			// reads the same frr.conf.
+			return r.frr.Restart()
 		}
-		// Stop is a no-op for the daemons retire killed; start reads the
-		// same frr.conf.
-		if err := r.frr.Restart(); err != nil {
-			b.Fatal(err)
+		if err := start(); err != nil {
+			b.Logf("%s: starting FRR failed, one more try: %v", r.name, err)
+			if err := start(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	default:
 		b.Fatalf("unknown receiver %s", r.name)
@@ -635,24 +646,27 @@ func (l *bgpBenchLab) startReceiver(b *testing.B, r *bgpBenchReceiver, round int
 // startFRRReceiver starts zebra and bgpd in r's namespace: AS r.asn, one
 // passive neighbour (the injector), import all (the datacenter profile
 // without `bgp ebgp-requires-policy`), export nothing.
-func (l *bgpBenchLab) startFRRReceiver(b *testing.B, r *bgpBenchReceiver) {
-	b.Helper()
-	dir, err := os.MkdirTemp("", r.ns.Name+"-frr-")
-	if err != nil {
-		b.Fatal(err)
+func (l *bgpBenchLab) startFRRReceiver(r *bgpBenchReceiver) error {
+	if r.frrDir == "" {
+		dir, err := os.MkdirTemp("", r.ns.Name+"-frr-")
+		if err != nil {
+			return err
+		}
+		l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
+		r.frrDir = dir
 	}
-	l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
 	extra := fmt.Sprintf("route-map bench-none deny 10\nexit\nrouter bgp %d\n address-family ipv4 unicast\n  neighbor %s route-map bench-none out\n exit-address-family\nexit\n",
 		r.asn, r.peerAddr())
 	conf := frr.Config(frr.RouterSpec{Name: r.name, ASN: r.asn, RouterID: r.addr(),
 		Neighbors: []frr.Neighbor{{Address: r.peerAddr(), ASN: bgpBenchRouterAS, Hold: 9, Keepalive: 3, Passive: true}},
 		Extra:     extra})
-	f, err := frr.Start(r.ns, dir, conf)
+	f, err := frr.Start(r.ns, r.frrDir, conf)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	l.c.Add("frr "+r.ns.Name, f.Stop)
 	r.frr = f
+	return nil
 }
 
 // profileDir is where podrouted writes its profiles in round
