@@ -53,7 +53,7 @@ import (
 // it: podrouted's podPools, BIRD's and FRR's import all.
 //
 // Interleaved rounds: for each size (10k, 100k) one injector is set up,
-// then bgpBenchRounds rounds (PODROUTE_BENCH_ROUNDS overrides) in which
+// then bgpBenchRounds (6) rounds (PODROUTE_BENCH_ROUNDS overrides) in which
 // the three receivers take turns on it, in an order that rotates from
 // round to round (podrouted first in round 1, BIRD first in round 2, ...),
 // so that noise from the shared machine, and whatever a turn leaves
@@ -180,7 +180,7 @@ const (
 	bgpBenchPool       = "10.0.0.0/7"
 	bgpBenchMaxPrefix  = 1_000_000
 	bgpBenchSingles    = 10 // one-prefix tests per turn
-	bgpBenchRounds     = 5
+	bgpBenchRounds     = 6  // a multiple of 3: each receiver goes first, second and last as often
 	bgpBenchRoundsEnv  = "PODROUTE_BENCH_ROUNDS"
 	bgpBenchProfileEnv = "PODROUTE_BENCH_PROFILE"
 	bgpBenchBinaryEnv  = "PODROUTE_BENCH_PODROUTED"
