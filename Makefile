@@ -63,8 +63,8 @@ unit:
 # status`, `routes --summary` and a /metrics scrape at 10k and 100k routes;
 # then NetworkPolicy: change-to-kernel latency with 1,000 pods and 200
 # policies, ruleset size, pod-to-pod throughput with and without policies.
-# Each step prints how long it took, and the end the total (about 7
-# minutes on a loaded 2-vCPU machine).
+# Each step prints how long it took, and the end the total (253 s in a
+# run on the shared 2-vCPU machine at a load average of 3).
 bench: deps
 	@start=$$(date +%s); \
 	step() { s=$$(date +%s); echo "$$*"; "$$@"; rc=$$?; echo "($$(( $$(date +%s) - s )) s)"; return $$rc; }; \
