@@ -44,9 +44,15 @@ TEST_LOG ?= test-output.log
 test: deps k8s-tools vet
 	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./...   (full output: $(TEST_LOG))"
 	@$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./... > $(TEST_LOG) 2>&1; status=$$?; \
-	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|kubernetes|services|cni)_test\.go:[0-9]+: ' $(TEST_LOG) \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|kubernetes|services|cni|node)_test\.go:[0-9]+: ' $(TEST_LOG) \
 		| grep -v -e 'log (tail)' -e 'log (last' ; \
-	if [ $$status -ne 0 ]; then echo "=== tests failed; the end of $(TEST_LOG):"; tail -n 300 $(TEST_LOG); fi; \
+	if [ $$status -ne 0 ]; then \
+		for t in $$(sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' $(TEST_LOG) | sort -u); do \
+			echo "=== tests failed; the output of $$t (its last 250 lines):"; \
+			awk -v t="$$t" '$$0 == "=== RUN   " t {on=1} on {print} on && index($$0, "--- FAIL: " t " ") == 1 {on=0}' $(TEST_LOG) | tail -n 250; \
+		done; \
+		echo "=== tests failed; the end of $(TEST_LOG):"; tail -n 100 $(TEST_LOG); \
+	fi; \
 	exit $$status
 
 # unit runs only what needs neither root nor FRR.
