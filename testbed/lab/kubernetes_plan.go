@@ -24,8 +24,10 @@ type KubePlan struct {
 	ClusterASN    uint32
 	Configuration cluster.BGPConfiguration
 	Peers         []cluster.BGPPeer
-	// Nodes are registered as kubelet would: labels, annotations and
-	// InternalIPs; spec.podCIDRs is left to nodeipam.
+	// Nodes are what each Node must carry: its labels (kubelet sets them
+	// when it registers, --node-labels), annotations (the lab adds them
+	// once kubelet has registered the Node) and InternalIPs (kubelet's
+	// --node-ip); spec.podCIDRs is left to nodeipam.
 	Nodes        []corev1.Node
 	ClusterCIDRs []string
 	NodeMask4    int
@@ -224,10 +226,6 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 			node.Annotations = map[string]string{cluster.AnnotationASN: strconv.FormatUint(uint64(np.ASN), 10)}
 		}
 		node.Status.Addresses = kubeNodeAddresses(np)
-		node.Status.Conditions = []corev1.NodeCondition{{
-			Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue, Reason: "NoRouteCreated",
-			Message: "podroute has not set up this node's routes yet", LastTransitionTime: metav1.Now(),
-		}}
 		kp.Nodes = append(kp.Nodes, node)
 	}
 	return kp, nil
