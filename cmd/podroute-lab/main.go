@@ -53,7 +53,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", lab.DefaultStateDir, "where the lab keeps its state, configs and logs")
 	root.PersistentFlags().StringVar(&g.binDir, "bin-dir", defaultBinDir(), "directory holding podrouted and podroute")
-	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd())
+	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd(), e2eCmd(g))
 	root.AddCommand(clabCmd(g))
 	return root
 }
@@ -118,7 +118,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&topoName, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
 	cmd.Flags().BoolVar(&kube.enabled, "kubernetes", false, "Kubernetes mode: a control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) in namespace cp on the first LAN, and real nodes (containerd, kubelet, kube-proxy) beside podrouted, which learns nodes, pod CIDRs and peers from the API server; CoreDNS; the pods are real Pods")
-	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager, kubectl (`make k8s-tools`), kubelet, kube-proxy and kube-scheduler (`make k8s-node-tools`)")
+	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager, kubectl (make k8s-tools), kubelet, kube-proxy and kube-scheduler (make k8s-node-tools)")
 	cmd.Flags().StringVar(&kube.manifests, "manifests", defaultManifestsDir(defaultBinDir()), "podroute's manifests directory (Kubernetes mode applies 00-namespace, 01-crds and 02-rbac from it)")
 	cmd.Flags().BoolVar(&g.keep, "keep-on-failure", false, "leave a lab that did not come up in place for inspection")
 	return cmd

@@ -534,3 +534,32 @@ func commaAddrs(as []netip.Addr) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// KubeState returns the Kubernetes part of the lab's state (nil in static
+// mode): the control plane's namespace, kubeconfigs, node directories.
+func (l *Lab) KubeState() *KubeState {
+	k := l.kubeState()
+	if k == nil {
+		return nil
+	}
+	c := *k
+	c.NodeDirs = append([]string(nil), k.NodeDirs...)
+	return &c
+}
+
+// KubeNodes returns the Node objects as the API server has them, by name.
+func (l *Lab) KubeNodes(ctx context.Context) (map[string]corev1.Node, error) {
+	out, err := l.Kubectl(ctx, "get", "nodes", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var list corev1.NodeList
+	if err := json.Unmarshal(out, &list); err != nil {
+		return nil, fmt.Errorf("kubectl get nodes: %w", err)
+	}
+	nodes := map[string]corev1.Node{}
+	for _, n := range list.Items {
+		nodes[n.Name] = n
+	}
+	return nodes, nil
+}
