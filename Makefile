@@ -87,10 +87,13 @@ TOPOLOGY ?= leafspine
 lab: build
 	$(BIN)/podroute-lab up --topology $(TOPOLOGY)
 
-# lab-kubernetes is the same fabric driven by a real control plane (etcd,
-# kube-apiserver, kube-controller-manager in a namespace of the lab): the
-# first run builds the Kubernetes binaries (about 9 minutes, then cached).
-lab-kubernetes: build k8s-tools
+# lab-kubernetes is the same fabric as a real cluster: a control plane
+# (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) in a
+# namespace of the lab, and in every node namespace containerd, kubelet and
+# kube-proxy beside podrouted, with CoreDNS and the lab's pods as real Pods.
+# The first run builds the Kubernetes binaries, e2e tools and images (about
+# 20 minutes on 2 cores, then cached); the lab comes up in about 25 s.
+lab-kubernetes: build k8s-tools k8s-node-tools images
 	$(BIN)/podroute-lab up --kubernetes --topology $(TOPOLOGY)
 
 lab-status:

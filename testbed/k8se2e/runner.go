@@ -250,6 +250,9 @@ func runSuite(ctx context.Context, l *lab.Lab, k *lab.KubeState, s Suite, o Opti
 		"--no-color", "--silence-skips", "--timeout=" + o.Timeout.String(),
 		filepath.Join(bin, "e2e.test"), "--",
 		"--kubeconfig=" + k.AdminKubeconfig, "--provider=skeleton", "--report-dir=" + dir,
+		// Without it the specs that need several nodes skip themselves
+		// ("Requires at least 2 nodes (not -1)").
+		"--num-nodes=" + strconv.Itoa(len(l.Plan.Nodes)),
 	}
 	fmt.Fprintf(o.Out, "\ne2e: suite %s (%s)\ne2e: ip %s\n", s.Name, s.About, strings.Join(quoteArgs(argv), " "))
 	sr.Log = filepath.Join(dir, "ginkgo.log")

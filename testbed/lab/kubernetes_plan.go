@@ -14,6 +14,13 @@ import (
 	"github.com/podroute/podroute/testbed/topology"
 )
 
+// The lab's Service address ranges in Kubernetes mode (outside every
+// topology's LANs, links and pod pools).
+const (
+	KubeLoadBalancerPool = "10.250.0.0/24"
+	KubeExternalIPRange  = "10.251.0.0/24"
+)
+
 // KubePlan is how a topology is described to Kubernetes. Like Plan it is
 // pure data.
 type KubePlan struct {
@@ -210,7 +217,17 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 	kp.Configuration = cluster.BGPConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: cluster.Group + "/" + cluster.Version, Kind: "BGPConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: cluster.BGPConfigurationName},
-		Spec:       cluster.BGPConfigurationSpec{ASN: kp.ClusterASN, NodeToNodeMesh: &mesh, PodPools: kp.ClusterCIDRs},
+		Spec: cluster.BGPConfigurationSpec{ASN: kp.ClusterASN, NodeToNodeMesh: &mesh, PodPools: kp.ClusterCIDRs,
+			// LoadBalancer Services get addresses from the lab's pool and
+			// the fabric routes them (and external IPs of the lab's range)
+			// to the nodes that serve them, as the LoadBalancer and
+			// ExternalIP e2e specs (make e2e SUITE=services) need.
+			ServiceLoadBalancerIPs: []cluster.ServiceRange{{CIDR: KubeLoadBalancerPool}},
+			ServiceExternalIPs:     []cluster.ServiceRange{{CIDR: KubeExternalIPRange}},
+			LoadBalancer: &cluster.LoadBalancerSpec{Pools: []cluster.LoadBalancerPool{
+				{Name: "lab", CIDRs: []string{KubeLoadBalancerPool}},
+			}},
+		},
 	}
 
 	for _, np := range p.Nodes {

@@ -197,7 +197,10 @@ func (l *Lab) startRealNodes(ctx context.Context, cp KubeControlPlane, info Kube
 		}
 		labels := map[string]string{}
 		if r := kp.Nodes[i].Labels[KubeRackLabel]; r != "" {
+			// A rack is also the node's zone, for topology-aware routing
+			// of Services (kubelet may set this well-known label itself).
 			labels[KubeRackLabel] = r
+			labels[corev1.LabelTopologyZone] = r
 		}
 		cfgs[i] = kubenode.Config{
 			Name: np.Name, Netns: l.nsName(np.Name), Dir: filepath.Join(base, np.Name), NodeIP: nodeIPs(np), NodeLabels: labels,
