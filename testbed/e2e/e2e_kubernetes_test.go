@@ -317,7 +317,7 @@ func TestE2EKubernetes(t *testing.T) {
 		}
 		var rb strings.Builder
 		res.Print(&rb)
-		for _, line := range strings.Split(strings.TrimRight(rb.String(), "\n"), "\n") {
+		for _, line := range strings.Split(strings.TrimSpace(rb.String()), "\n") {
 			t.Logf("E2E figure: %s", line)
 		}
 		if err != nil {
