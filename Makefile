@@ -39,11 +39,23 @@ vet:
 # Kubernetes and end-to-end tests (run as root, as CI does). The full
 # verbose output goes to $(TEST_LOG); the terminal gets each test's result
 # and the figures the integration tests measure (restart loss, withdrawal
-# and recovery times, ...), and on failure the end of the log.
+# and recovery times, the real-node lab's start-up, memory and the
+# sig-network Conformance result, ...), and on failure the whole output of
+# each failed test and the end of the log.
+# It first builds (once, then cached under ~/.cache/podroute) the
+# Kubernetes binaries, the node binaries, e2e.test with ginkgo and the
+# container images the real-node tests use. The real-node tests run after
+# the others, one package at a time: four kubelets, a control plane and
+# ginkgo's processes would otherwise share two cores with the
+# timing-sensitive namespace tests.
 TEST_LOG ?= test-output.log
-test: deps k8s-tools vet
-	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./...   (full output: $(TEST_LOG))"
-	@$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) ./... > $(TEST_LOG) 2>&1; status=$$?; \
+REALNODE_TESTS := ^(TestE2EKubernetes|TestTwoRealNodes)$$
+test: deps k8s-tools k8s-node-tools e2e-tools images vet
+	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) -skip '$(REALNODE_TESTS)' ./...   (full output: $(TEST_LOG))"
+	@echo "$(GO) test -count=1 -timeout 45m -v -p 1 $(GOTESTFLAGS) -run '$(REALNODE_TESTS)' ./testbed/kubenode ./testbed/e2e"
+	@{ $(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) -skip '$(REALNODE_TESTS)' ./...; s1=$$?; \
+	   $(GO) test -count=1 -timeout 45m -v -p 1 $(GOTESTFLAGS) -run '$(REALNODE_TESTS)' ./testbed/kubenode ./testbed/e2e; s2=$$?; \
+	   [ $$s1 -eq 0 ] && [ $$s2 -eq 0 ]; } > $(TEST_LOG) 2>&1; status=$$?; \
 	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|kubernetes|services|cni|node)_test\.go:[0-9]+: ' $(TEST_LOG) \
 		| grep -v -e 'log (tail)' -e 'log (last' ; \
 	if [ $$status -ne 0 ]; then \
@@ -88,10 +100,13 @@ TOPOLOGY ?= leafspine
 lab: build
 	$(BIN)/podroute-lab up --topology $(TOPOLOGY)
 
-# lab-kubernetes is the same fabric driven by a real control plane (etcd,
-# kube-apiserver, kube-controller-manager in a namespace of the lab): the
-# first run builds the Kubernetes binaries (about 9 minutes, then cached).
-lab-kubernetes: build k8s-tools
+# lab-kubernetes is the same fabric as a real cluster: a control plane
+# (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) in a
+# namespace of the lab, and in every node namespace containerd, kubelet and
+# kube-proxy beside podrouted, with CoreDNS and the lab's pods as real Pods.
+# The first run builds the Kubernetes binaries, e2e tools and images (about
+# 20 minutes on 2 cores, then cached); the lab comes up in about 25 s.
+lab-kubernetes: build k8s-tools k8s-node-tools images
 	$(BIN)/podroute-lab up --kubernetes --topology $(TOPOLOGY)
 
 lab-status:

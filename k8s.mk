@@ -192,6 +192,32 @@ k8s-node-tools-clean:
 	rm -f $(addprefix $(PODROUTE_K8S_BIN)/,$(K8S_NODE_COMMANDS) e2e.test ginkgo agnhost regression-issue-74839 coredns) \
 		$(PODROUTE_K8S_BIN)/.stamp-*
 
+# e2e: Kubernetes' own network tests on the real-node lab (issue 10). It
+# builds what it needs (cached), brings up the leaf-spine lab in Kubernetes
+# mode with real nodes (podroute-lab e2e, testbed/k8se2e), runs the upstream
+# e2e.test through ginkgo from the control plane's namespace, prints
+# ginkgo's summary, the time, the memory of every node and of the control
+# plane, the JUnit report's path and `N passed, M failed`, and tears down.
+#   SUITE=network      (default) every non-disruptive, non-serial
+#                      [sig-network] spec but NetworkPolicy and LoadBalancers
+#   SUITE=conformance  the 47 [sig-network] [Conformance] specs
+#   SUITE=netpol       the NetworkPolicy suite (50 specs)
+#   SUITE=services     the LoadBalancer and ExternalIP specs
+#   SUITE=network,netpol  several, one after the other on the same lab
+# The skip list (what this machine cannot run, with reasons) is Skips in
+# testbed/k8se2e/suites.go. E2E_PROCS sets ginkgo's processes (0: the
+# suite's default), E2E_FOCUS replaces the suite's focus, E2E_REPORT_DIR
+# where the reports go (default e2e-report/DATE-TIME).
+SUITE          ?= network
+E2E_PROCS      ?= 0
+E2E_FOCUS      ?=
+E2E_REPORT_DIR ?= e2e-report/$(shell date +%Y%m%d-%H%M%S)
+E2E_STATE_DIR  ?= /run/podroute-lab-e2e
+.PHONY: e2e
+e2e: build k8s-tools k8s-node-tools e2e-tools images
+	$(BIN)/podroute-lab --state-dir $(E2E_STATE_DIR) e2e --suite '$(SUITE)' --procs $(E2E_PROCS) \
+		--report-dir '$(E2E_REPORT_DIR)' $(if $(E2E_FOCUS),--focus '$(E2E_FOCUS)')
+
 # test-nodes runs the real-node check alone (root): a control plane with
 # kube-scheduler and two kubelet nodes in namespaces, podroute-cni pods on
 # both, pod-to-pod, a ClusterIP Service through kube-proxy, CoreDNS, every

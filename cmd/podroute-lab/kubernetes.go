@@ -20,7 +20,7 @@ func (k *kubeFlags) options() *lab.KubernetesOptions {
 	if !k.enabled {
 		return nil
 	}
-	return &lab.KubernetesOptions{Start: k8sharness.LabStarter(k.binDir), ManifestsDir: k.manifests}
+	return &lab.KubernetesOptions{Start: k8sharness.LabStarter(k.binDir), ManifestsDir: k.manifests, NodeBinDir: k.binDir}
 }
 
 // defaultManifestsDir is manifests/ of the source tree: from the current

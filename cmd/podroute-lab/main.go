@@ -53,7 +53,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", lab.DefaultStateDir, "where the lab keeps its state, configs and logs")
 	root.PersistentFlags().StringVar(&g.binDir, "bin-dir", defaultBinDir(), "directory holding podrouted and podroute")
-	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd())
+	root.AddCommand(upCmd(g), statusCmd(g), downCmd(g), execCmd(g), topologiesCmd(), e2eCmd(g))
 	root.AddCommand(clabCmd(g))
 	return root
 }
@@ -85,7 +85,7 @@ func upCmd(g *globalFlags) *cobra.Command {
 			}
 			pkgs := append([]string(nil), lab.Packages...)
 			if kube.enabled {
-				pkgs = append(pkgs, "etcd-server")
+				pkgs = append(pkgs, lab.KubePackages...)
 			}
 			if err := lab.EnsurePackages(out, pkgs); err != nil {
 				return err
@@ -117,8 +117,8 @@ func upCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&topoName, "topology", "leafspine", "built-in topology ("+joinNames()+") or a YAML file")
-	cmd.Flags().BoolVar(&kube.enabled, "kubernetes", false, "Kubernetes mode: a control plane (etcd, kube-apiserver, kube-controller-manager) in namespace cp on the first LAN; podrouted learns nodes, pod CIDRs and peers from it")
-	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager and kubectl (`make k8s-tools`)")
+	cmd.Flags().BoolVar(&kube.enabled, "kubernetes", false, "Kubernetes mode: a control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) in namespace cp on the first LAN, and real nodes (containerd, kubelet, kube-proxy) beside podrouted, which learns nodes, pod CIDRs and peers from the API server; CoreDNS; the pods are real Pods")
+	cmd.Flags().StringVar(&kube.binDir, "k8s-bin-dir", k8sharness.DefaultBinDir(), "directory holding kube-apiserver, kube-controller-manager, kubectl (make k8s-tools), kubelet, kube-proxy and kube-scheduler (make k8s-node-tools)")
 	cmd.Flags().StringVar(&kube.manifests, "manifests", defaultManifestsDir(defaultBinDir()), "podroute's manifests directory (Kubernetes mode applies 00-namespace, 01-crds and 02-rbac from it)")
 	cmd.Flags().BoolVar(&g.keep, "keep-on-failure", false, "leave a lab that did not come up in place for inspection")
 	return cmd
@@ -142,6 +142,8 @@ func report(cmd *cobra.Command, l *lab.Lab, hints bool) error {
 	if l.Kubernetes() {
 		fmt.Fprintf(out, "\nKubernetes\n")
 		l.PrintKubernetes(cmd.Context(), out)
+		fmt.Fprintf(out, "\nMemory (RSS)\n")
+		l.Memory().Print(out)
 	}
 	fmt.Fprintf(out, "\nBGP sessions\n")
 	l.PrintSessions(cmd.Context(), out)
@@ -159,6 +161,14 @@ func report(cmd *cobra.Command, l *lab.Lab, hints bool) error {
 		}
 		if l.Kubernetes() {
 			fmt.Fprintf(out, "  podroute-lab exec %s -- kubectl get nodes,bgppeers   # the control plane (admin kubeconfig)\n", lab.KubeCPElement)
+			fmt.Fprintf(out, "  podroute-lab exec %s -- kubectl get pods -A -o wide\n", lab.KubeCPElement)
+			if pods := l.Pods(); len(pods) > 0 {
+				if ip, err := l.Kubectl(cmd.Context(), "get", "service", "-n", lab.KubePodNamespace, lab.KubePodService, "-o", "jsonpath={.spec.clusterIP}"); err == nil {
+					fmt.Fprintf(out, "  podroute-lab exec %s -- curl -s http://%s/hostname   # pod -> ClusterIP Service %s/%s (kube-proxy) -> a lab pod\n",
+						pods[0].Name, ip, lab.KubePodNamespace, lab.KubePodService)
+				}
+			}
+			fmt.Fprintf(out, "  podroute-lab e2e                                      # Kubernetes' own sig-network specs against a fresh lab\n")
 		}
 		fmt.Fprintf(out, "  podroute-lab status | podroute-lab down\n")
 	}
@@ -229,11 +239,10 @@ func execCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ns := l.NS(args[0])
-			if ns == nil {
-				return fmt.Errorf("no router, node or pod named %q; have %v", args[0], l.Names())
+			c, err := l.Command(cmd.Context(), args[0], args[1:]...)
+			if err != nil {
+				return err
 			}
-			c := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args[1:]...)...)
 			c.Env = l.Env(args[0])
 			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if err := c.Run(); err != nil {

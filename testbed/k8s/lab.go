@@ -13,10 +13,17 @@ import (
 // lab's tests share it.
 func LabStarter(binDir string) lab.KubeStartFunc {
 	return func(ctx context.Context, s lab.KubeControlPlaneSpec) (lab.KubeControlPlane, error) {
+		var tokens []Token
+		if s.ProxyToken != "" {
+			tokens = append(tokens, Token{Token: s.ProxyToken, User: "system:kube-proxy"})
+		}
 		cp, err := Start(ctx, Options{
 			Dir: s.Dir, BinDir: binDir, Netns: s.Netns, BindAddress: s.BindAddress, APIServerPort: s.Port,
+			ServiceClusterIPRanges: s.ServiceClusterIPRanges,
+			NodeNames:              s.NodeNames, Tokens: tokens, ExtraAPIServerArgs: s.ExtraAPIServerArgs,
 			ControllerManager: &ControllerManagerOptions{
 				ClusterCIDRs: s.ClusterCIDRs, NodeCIDRMaskSizeIPv4: s.NodeCIDRMaskSizeIPv4, NodeCIDRMaskSizeIPv6: s.NodeCIDRMaskSizeIPv6,
+				Controllers: s.Controllers,
 			},
 			Logf: s.Logf,
 		})

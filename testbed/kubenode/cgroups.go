@@ -214,3 +214,43 @@ func removeVarLibCNI() {
 	os.Remove(filepath.Join(varLibCNI, varLibCNIMarker))
 	syscall.Rmdir(varLibCNI)
 }
+
+// PodPID returns a process of the pod with UID podUID on the node whose
+// kubelet runs with cgroupRoot (kubelet's cgroupfs layout:
+// ROOT/kubepods[/besteffort|/burstable]/podUID/CONTAINER), so that a caller
+// can enter the pod's network namespace (/proc/PID/ns/net) from the
+// machine without exec through the API server.
+func PodPID(cgroupRoot, podUID string) (int, error) {
+	dirs, err := cgroupDirs(cgroupRoot)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		if strings.HasPrefix(d, "/sys/fs/cgroup/unified/") {
+			continue
+		}
+		for _, pattern := range []string{"/kubepods/pod" + podUID, "/kubepods/*/pod" + podUID} {
+			found, _ := filepath.Glob(d + pattern)
+			for _, pod := range found {
+				pid := 0
+				filepath.WalkDir(pod, func(path string, e fs.DirEntry, err error) error {
+					if err != nil || pid != 0 || e.Name() != "cgroup.procs" {
+						return nil
+					}
+					b, _ := os.ReadFile(path)
+					for _, f := range strings.Fields(string(b)) {
+						if n, err := strconv.Atoi(f); err == nil && isRunning(n) {
+							pid = n
+							return fs.SkipAll
+						}
+					}
+					return nil
+				})
+				if pid != 0 {
+					return pid, nil
+				}
+			}
+		}
+	}
+	return 0, fmt.Errorf("kubenode: no running process of pod %s under cgroup root %s", podUID, cgroupRoot)
+}

@@ -41,6 +41,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{{.D}}/ctd/runc"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    # hosts.toml per registry: pulls fail at once (see deadRegistries).
+    config_path = "{{.D}}/ctd/hosts"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{{.CNIBinDir}}"
     conf_dir = "{{.CNIConfDir}}"

@@ -16,8 +16,10 @@
 // remounts /sys and hides the cgroup hierarchies. The private mounts: a
 // sysfs of the node's network namespace with the machine's cgroup
 // hierarchies moved back under it; tmpfs on /run (pod network namespaces,
-// shim sockets, xtables lock) and /var/log (kubelet's /var/log/containers);
-// and the six kernel tunables kubelet would set machine-wide
+// shim sockets, xtables lock) and /var/log (kubelet's /var/log/containers),
+// with the machine's directories the node was given that these would hide
+// (a lab state directory under /run) bound back through a descriptor opened
+// before; and the six kernel tunables kubelet would set machine-wide
 // (vm.overcommit_memory, vm.panic_on_oom, kernel.panic,
 // kernel.panic_on_oops, kernel.keys.root_maxkeys, kernel.keys.root_maxbytes)
 // shadowed by files that already hold the values kubelet wants, so kubelet
@@ -64,14 +66,17 @@
 //     default 10.244.0.0/16); ServiceClusterIPRanges holding the cluster
 //     DNS IP (default 10.96.0.0/16 holds 10.96.0.10).
 //
+// testbed/lab's Kubernetes mode does all of this for the leaf-spine lab,
+// with podrouted carrying the routes (lab/realnodes.go).
+//
 // Then StartScheduler in the control plane's namespace with the admin
 // kubeconfig, Start for each node (in parallel: about 8 s each, most of it
 // the image import), and ApplyCoreDNS. Each node's namespace needs a route
 // covering the Service range (a default route): a locally sent packet to a
 // ClusterIP is routed before kube-proxy's DNAT. The node becomes Ready when
 // a conflist is in CNIConfDir, with cniVersion "1.0.0" or lower for
-// Debian's containerd 1.6 (it rejects "1.1.0", which podrouted writes
-// today), and CNIBinDir must hold podroute-cni, loopback (containerd 1.6
+// Debian's containerd 1.6 (it rejects "1.1.0"; podrouted writes 1.0.0 by
+// default), and CNIBinDir must hold podroute-cni, loopback (containerd 1.6
 // sets up lo with it) and the chained portmap and bandwidth (Debian's
 // containernetworking-plugins, /usr/lib/cni).
 package kubenode

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,15 @@ type Config struct {
 	Netns string
 	// Dir is the node's state directory; it must be empty or not exist.
 	// Stop removes it except logs/.
-	Dir    string
-	NodeIP string // kubelet --node-ip and listen address (the node's InternalIP)
+	Dir string
+	// NodeIP is kubelet's --node-ip (the node's InternalIP): one address,
+	// or an IPv4 and an IPv6 one separated by a comma for a dual-stack
+	// node. kubelet listens on the first.
+	NodeIP string
+	// NodeLabels are set by kubelet when it registers the Node
+	// (--node-labels); labels under kubernetes.io and k8s.io are limited
+	// to the ones kubelet may set.
+	NodeLabels map[string]string
 
 	APIServer string // https://IP:PORT, reachable from inside Netns
 	CACertPEM []byte // the CA that signed the API server's certificate
@@ -81,6 +89,13 @@ type Config struct {
 	// "/podroute-" + the base name of Netns (which the lab prefixes with its
 	// run ID).
 	CgroupRoot string
+	// HostPaths are further files or directories of the machine that the
+	// node's processes use (a CNI plugin's data directory, say). Every path
+	// the node is given that lies under /run, /var/log or /var/lib/cni,
+	// which the node mounts privately, is bound back into its mount
+	// namespace from the machine's view: Dir, CNIBinDir, CNIConfDir, the
+	// kubeconfigs, the image archives and these.
+	HostPaths []string
 
 	ReadyTimeout time.Duration                    // per component; default 2 minutes
 	Logf         func(format string, args ...any) `json:"-"`
@@ -194,9 +209,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	// mounts are made by holderScript; it then sleeps as the namespace's
 	// anchor.
 	t0 := time.Now()
-	holder, err := n.start("holder", D, "nsenter", "--net="+n.nsPath, "--",
+	holder, err := n.start("holder", D, append([]string{"nsenter", "--net=" + n.nsPath, "--",
 		"unshare", "--mount", "--uts", "--propagation", "slave", "--",
-		"bash", "-c", holderScript, holderMarker, D, cfg.Name)
+		"bash", "-c", holderScript, holderMarker, D, cfg.Name}, keptPaths(cfg)...)...)
 	if err != nil {
 		return n, err
 	}
@@ -241,7 +256,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.timings.Import = time.Since(t0)
 
 	t0 = time.Now()
-	kl, err := n.start("kubelet", filepath.Join(D, "kubelet.yaml"), append(enter,
+	kubeletArgs := append(enter,
 		filepath.Join(cfg.BinDir, "kubelet"),
 		"--config="+filepath.Join(D, "kubelet.yaml"),
 		"--kubeconfig="+n.kubeconfigPath(),
@@ -249,7 +264,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		"--cert-dir="+filepath.Join(D, "kubelet-pki"),
 		"--hostname-override="+cfg.Name,
 		"--node-ip="+cfg.NodeIP,
-		"--v=1")...)
+		"--v=1")
+	if len(cfg.NodeLabels) > 0 {
+		kubeletArgs = append(kubeletArgs, "--node-labels="+nodeLabels(cfg.NodeLabels))
+	}
+	kl, err := n.start("kubelet", filepath.Join(D, "kubelet.yaml"), kubeletArgs...)
 	if err != nil {
 		return n, err
 	}
@@ -278,13 +297,20 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
-// holderScript runs as `bash -c holderScript holderMarker DIR NAME` in the
-// node's network namespace and new UTS and (slave) mount namespaces.
+// holderScript runs as `bash -c holderScript holderMarker DIR NAME
+// [KEEP...]` in the node's network namespace and new UTS and (slave) mount
+// namespaces. Each KEEP is a directory under one of the private mounts that
+// must stay the machine's (the lab's state directory under /run): it is
+// opened before the private mounts hide it and bound back through its
+// descriptor afterwards.
 const holderScript = `set -eu
-D="$1"
+D="$1" NAME="$2"
+shift 2
+keep=("$@") fds=()
+for k in "${keep[@]}"; do exec {fd}<"$k"; fds+=("$fd"); done
 # The node's own hostname, which hostNetwork pods share (e2e checks that
 # such a pod answers with its node's name).
-echo "$2" > /proc/sys/kernel/hostname
+echo "$NAME" > /proc/sys/kernel/hostname
 # A sysfs of this network namespace (/sys/class/net shows the node's links),
 # with the machine's cgroup hierarchies moved back under it.
 mount --rbind /sys/fs/cgroup "$D/cgstage"
@@ -297,6 +323,13 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/netns /run/containerd
 mount -t tmpfs -o mode=0755 tmpfs /var/log
 mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni
+# The machine's own directories the node was given that these hid
+# (--no-canonicalize: the descriptor, not the path it names now).
+for i in "${!keep[@]}"; do
+	mkdir -p "${keep[$i]}"
+	mount --bind --no-canonicalize "/proc/self/fd/${fds[$i]}" "${keep[$i]}"
+	exec {fds[$i]}<&-
+done
 # The kernel tunables kubelet sets machine-wide, shadowed by files holding
 # the values it wants.
 for f in vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes; do
@@ -305,6 +338,69 @@ done
 : > "$D/holder.ready"
 exec -a "$0 $D" sleep infinity
 `
+
+// deadRegistries are the registries the e2e specs' images name. Each
+// node's containerd sends their pulls to a closed port of its own loopback
+// (hosts.toml's server replaces the registry itself, so nothing falls back
+// to it): an image missing from the node fails at once with ErrImagePull
+// instead of after a DNS and connect timeout of about 50 s per attempt.
+var deadRegistries = []string{"registry.k8s.io", "docker.io", "gcr.io", "k8s.gcr.io", "quay.io", "ghcr.io", "mcr.microsoft.com", "invalid.registry.k8s.io"}
+
+// (containerd 1.6 needs the host entry too: with server alone it still
+// tries the registry's own address.)
+const deadRegistryHosts = `# The lab has no registry: every image is imported (testbed/images).
+server = "http://127.0.0.1:1"
+
+[host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
+`
+
+// privateMounts are the machine's directories the holder covers with
+// tmpfs in the node's mount namespace.
+var privateMounts = []string{"/run", "/var/log", "/var/lib/cni"}
+
+// keptPaths are the directories the holder binds back from the machine:
+// for every path the node uses that lies under one of privateMounts, the
+// existing directory right below that mount (/run/podroute-lab for
+// /run/podroute-lab/node-1/cni), once each.
+func keptPaths(c Config) []string {
+	paths := []string{c.Dir, c.CNIBinDir, c.CNIConfDir, c.Kubeconfig, c.ProxyKubeconfig}
+	paths = append(paths, c.Images...)
+	paths = append(paths, c.HostPaths...)
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range paths {
+		if p == "" || !filepath.IsAbs(p) {
+			continue
+		}
+		p = filepath.Clean(p)
+		if rest, ok := strings.CutPrefix(p, "/var/run/"); ok {
+			p = "/run/" + rest
+		}
+		for _, m := range privateMounts {
+			rest, ok := strings.CutPrefix(p, m+"/")
+			if !ok {
+				continue
+			}
+			top := filepath.Join(m, strings.SplitN(rest, "/", 2)[0])
+			if fi, err := os.Stat(top); err == nil && fi.IsDir() && !seen[top] {
+				seen[top] = true
+				out = append(out, top)
+			}
+		}
+	}
+	return out
+}
+
+// nodeLabels renders labels for kubelet's --node-labels, sorted.
+func nodeLabels(l map[string]string) string {
+	var kv []string
+	for k, v := range l {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
 
 // kubeletTunables are the values kubelet's setupKernelTunables wants
 // (pkg/kubelet/cm/container_manager_linux.go, v1.36.0).
@@ -358,8 +454,8 @@ func (c *Config) defaults() error {
 	if !filepath.IsAbs(c.Dir) {
 		return fmt.Errorf("kubenode: Dir %q must be absolute", c.Dir)
 	}
-	if net.ParseIP(c.NodeIP) == nil {
-		return fmt.Errorf("kubenode: NodeIP %q is not an IP address", c.NodeIP)
+	if ips := strings.Split(c.NodeIP, ","); len(ips) > 2 || net.ParseIP(ips[0]) == nil || (len(ips) == 2 && net.ParseIP(ips[1]) == nil) {
+		return fmt.Errorf("kubenode: NodeIP %q: want an IP address, or an IPv4 and an IPv6 one separated by a comma", c.NodeIP)
 	}
 	if c.ProxyMode != "nftables" && c.ProxyMode != "iptables" {
 		return fmt.Errorf("kubenode: ProxyMode %q: want nftables or iptables", c.ProxyMode)
@@ -420,7 +516,7 @@ func (n *Node) writeFiles() error {
 	data := map[string]string{
 		"Name": c.Name, "D": D, "Socket": n.socket, "PauseImage": images.PauseImage,
 		"CNIBinDir": c.CNIBinDir, "CNIConfDir": c.CNIConfDir, "CgroupRoot": c.CgroupRoot,
-		"NodeIP": c.NodeIP, "ClusterDNS": c.ClusterDNS, "ClusterDomain": c.ClusterDomain,
+		"NodeIP": strings.Split(c.NodeIP, ",")[0], "ClusterDNS": c.ClusterDNS, "ClusterDomain": c.ClusterDomain,
 		"ClusterCIDR": c.ClusterCIDR, "ProxyMode": c.ProxyMode,
 	}
 	files := map[string][]byte{
@@ -463,6 +559,12 @@ func (n *Node) writeFiles() error {
 	}
 	for k, v := range kubeletTunables {
 		files["fakesys/"+strings.ReplaceAll(k, "/", ".")] = []byte(v + "\n")
+	}
+	for _, r := range deadRegistries {
+		if err := os.MkdirAll(filepath.Join(D, "ctd", "hosts", r), 0o755); err != nil {
+			return err
+		}
+		files[filepath.Join("ctd", "hosts", r, "hosts.toml")] = []byte(deadRegistryHosts)
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(D, name), b, 0o600); err != nil {

@@ -1,6 +1,7 @@
 package kubenode
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -119,5 +120,35 @@ func TestInCgroupsAndMounts(t *testing.T) {
 	}
 	if inCgroups(1, []string{"/sys/fs/cgroup/cpu/podroute-no-such-node"}) {
 		t.Error("pid 1 reported in a cgroup that does not exist")
+	}
+}
+
+func TestKeptPaths(t *testing.T) {
+	// Only directories that exist are kept; /run/podroute-kept-test is made
+	// here and removed again.
+	top := "/run/podroute-kept-test"
+	if err := os.MkdirAll(top+"/lab/node-1", 0o755); err != nil {
+		t.Skipf("cannot create %s: %v", top, err)
+	}
+	defer os.RemoveAll(top)
+	c := Config{Dir: top + "/lab/node-1", CNIConfDir: "/var/run/podroute-kept-test/lab/node-1/cni",
+		CNIBinDir: "/usr/lib/cni", HostPaths: []string{"/run/does-not-exist-podroute/x", "relative/path"},
+		Images: []string{"/root/.cache/podroute/images/agnhost.tar"}}
+	got := keptPaths(c)
+	if len(got) != 1 || got[0] != top {
+		t.Errorf("keptPaths = %v, want [%s] once (a /var/run path is /run; missing, relative and unhidden paths are not kept)", got, top)
+	}
+	if s := nodeLabels(map[string]string{"b": "2", "a": "1"}); s != "a=1,b=2" {
+		t.Errorf("nodeLabels = %q", s)
+	}
+	bad := Config{Name: "n1", Netns: "x", Dir: "/tmp/x", NodeIP: "10.0.0.1,10.0.0.2,10.0.0.3", APIServer: "https://x",
+		CACertPEM: []byte("ca"), Token: "t", CNIBinDir: "/b", CNIConfDir: "/c", Images: []string{}}
+	if err := bad.defaults(); err == nil {
+		t.Error("three node IPs accepted")
+	}
+	dual := bad
+	dual.NodeIP = "10.0.0.1,fd00::1"
+	if err := dual.defaults(); err != nil {
+		t.Errorf("dual-stack NodeIP: %v", err)
 	}
 }

@@ -139,3 +139,6 @@ func (l *Lab) deletePodsCNI(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// IPAMDir is node's podroute-cni IPAM store (ipam.ReadState reads it).
+func (l *Lab) IPAMDir(node string) string { return l.ipamDir(node) }

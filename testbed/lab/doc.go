@@ -2,7 +2,9 @@
 // tests run: it turns a topology.Plan into namespaces, links, FRR routers
 // and nodes running podrouted, plugs pods in with podroute-cni as kubelet
 // would, and in Kubernetes mode adds a control plane in a namespace of its
-// own and registers the nodes with it. It records everything it creates in
+// own and makes every node a real Kubernetes node (containerd, kubelet and
+// kube-proxy through testbed/kubenode, beside podrouted), with CoreDNS and
+// the lab's pods as real Pods. It records everything it creates in
 // a state directory so that another process (`podroute-lab status`, `down`,
 // `exec`) can attach to the lab or tear it down, also after a crash, and it
 // answers questions about a running lab: convergence, BGP sessions, the
@@ -12,6 +14,8 @@
 //	state.go        state.json, Teardown from it
 //	cni.go          pods through podroute-cni
 //	kubernetes*.go  Kubernetes mode: its plan and the running control plane
+//	realnodes.go    Kubernetes mode's real nodes, CoreDNS and pods
+//	memory.go       what the lab's processes hold in memory
 //	observe.go      convergence, sessions, reachability
 //	ops.go          changes a fault or an operator would make
 //	packages.go     the Debian packages the lab needs

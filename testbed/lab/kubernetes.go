@@ -1,16 +1,16 @@
 package lab
 
 // Kubernetes mode of the lab (`podroute-lab up --kubernetes`): the same
-// fabric, but podrouted learns everything from a real API server, as in a
-// cluster. A control-plane namespace ("cp") hangs off the first LAN, like a
-// server in rack 1, and runs etcd, kube-apiserver and
-// kube-controller-manager (its nodeipam controller hands out the pod
-// CIDRs). The lab applies podroute's namespace, CRDs and RBAC from
-// manifests/, describes the fabric with a BGPConfiguration and one BGPPeer
-// per ToR and family, registers each lab node as a Node (as kubelet would),
-// and runs podrouted in each node namespace with its ServiceAccount's
-// token. The nodes reach the API server over the routed underlay: their
-// default route points at their ToR, and the ToRs advertise their LANs.
+// fabric, run as a real cluster. A control-plane namespace ("cp") hangs off
+// the first LAN, like a server in rack 1, and runs etcd, kube-apiserver,
+// kube-controller-manager (its nodeipam controller hands out the pod CIDRs)
+// and kube-scheduler. The lab applies podroute's namespace, CRDs and RBAC
+// from manifests/, describes the fabric with a BGPConfiguration and one
+// BGPPeer per ToR and family, and runs a real node in each node namespace
+// (containerd, kubelet, kube-proxy: realnodes.go) that registers its Node
+// itself, with podrouted beside it under its ServiceAccount's token. The
+// nodes reach the API server over the routed underlay: their default route
+// points at their ToR, and the ToRs advertise their LANs.
 //
 // This package cannot import the control-plane harness (testbed/k8s
 // imports testbed/lab), so the caller passes a function that starts it
@@ -43,6 +43,7 @@ import (
 
 	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/config"
+	"github.com/podroute/podroute/testbed/kubenode"
 	"github.com/podroute/podroute/testbed/netns"
 	"github.com/podroute/podroute/testbed/topology"
 )
@@ -77,6 +78,20 @@ type KubernetesOptions struct {
 	// ManifestsDir holds podroute's manifests; the lab applies
 	// 00-namespace.yaml, 01-crds.yaml and 02-rbac.yaml from it.
 	ManifestsDir string
+
+	// NodeBinDir holds kubelet, kube-proxy and kube-scheduler (`make
+	// k8s-node-tools`); "" means images.DefaultBinDir().
+	NodeBinDir string
+	// CNIPluginDir holds the reference CNI plugins the nodes use: loopback
+	// (containerd sets up lo with it) and the portmap and bandwidth that
+	// podrouted's conflist chains; "" means /usr/lib/cni (Debian's
+	// containernetworking-plugins).
+	CNIPluginDir string
+	// Images are the archives imported into each node's containerd; nil
+	// means every archive of images.Catalog (`make images`).
+	Images []string
+	// ProxyMode is kube-proxy's mode; "" means kubenode.DefaultProxyMode.
+	ProxyMode string
 }
 
 // KubeStartFunc starts a control plane (k8sharness.Start, adapted).
@@ -92,7 +107,19 @@ type KubeControlPlaneSpec struct {
 	// the per-node prefix lengths.
 	ClusterCIDRs                               []string
 	NodeCIDRMaskSizeIPv4, NodeCIDRMaskSizeIPv6 int
-	Logf                                       func(format string, args ...any)
+	ServiceClusterIPRanges                     []string
+
+	// What real kubelets need (testbed/kubenode's doc lists why).
+	// NodeNames get a static system:node:NAME token each; ProxyToken
+	// authenticates as user system:kube-proxy; Controllers are
+	// kube-controller-manager's --controllers; ExtraAPIServerArgs go to
+	// kube-apiserver.
+	NodeNames          []string
+	ProxyToken         string
+	Controllers        []string
+	ExtraAPIServerArgs []string
+
+	Logf func(format string, args ...any)
 }
 
 // KubeControlPlane is a running control plane. *k8sharness.ControlPlane
@@ -105,6 +132,10 @@ type KubeControlPlane interface {
 	// Kubeconfig writes a kubeconfig for token, for use inside the lab,
 	// and returns its path.
 	Kubeconfig(name, token string) (string, error)
+	// NodeToken is node's static kubelet token (spec.NodeNames).
+	NodeToken(node string) (string, bool)
+	// CACertPEM is the CA that signed the API server's certificate.
+	CACertPEM() []byte
 	Stop() error
 	LabInfo() KubeControlPlaneInfo
 }
@@ -129,13 +160,22 @@ type KubeState struct {
 	NodeKubeconfig  string `json:"nodeKubeconfig,omitempty"` // podrouted's ServiceAccount token
 	Kubectl         string `json:"kubectl,omitempty"`
 	LogDir          string `json:"logDir,omitempty"`
+	// NodeBase holds the real nodes' directories (under the state
+	// directory, or under /var/lib/podroute-lab/RUNID when that is on
+	// tmpfs); NodeDirs are kubenode state directories (kube-scheduler's and
+	// each node's), recorded before each starts, for kubenode.Cleanup.
+	NodeBase string   `json:"nodeBase,omitempty"`
+	NodeDirs []string `json:"nodeDirs,omitempty"`
 }
 
 // kubeLab is the running Kubernetes part of a lab brought up here.
 type kubeLab struct {
-	opts KubernetesOptions
-	plan *KubePlan
-	cp   KubeControlPlane
+	opts  KubernetesOptions
+	plan  *KubePlan
+	cp    KubeControlPlane
+	cs    kubernetes.Interface
+	sched *kubenode.Scheduler
+	nodes map[string]*kubenode.Node
 }
 
 func (l *Lab) kubeState() *KubeState { return l.state.st.Kubernetes }
@@ -150,7 +190,7 @@ func (l *Lab) kubeDir() string { return filepath.Join(l.opts.StateDir, "k8s") }
 func (l *Lab) buildKubeNetwork() error {
 	cp := l.kube.plan.ControlPlane
 	if err := l.state.update(func(s *State) {
-		s.Kubernetes = &KubeState{Namespace: l.nsName(KubeCPElement), Dir: l.kubeDir()}
+		s.Kubernetes = &KubeState{Namespace: l.nsName(KubeCPElement), Dir: l.kubeDir(), NodeBase: l.kubeNodeBase()}
 	}); err != nil {
 		return err
 	}
@@ -169,16 +209,27 @@ func (l *Lab) buildKubeNetwork() error {
 	return l.addDefaultRoutes(KubeCPElement, cp.Gateways)
 }
 
-// startKubernetes starts the control plane and describes the lab to it:
-// manifests, BGPConfiguration, BGPPeers, Nodes (waiting for nodeipam's pod
-// CIDRs, which replace the plan's) and podrouted's kubeconfig.
+// startKubernetes starts the control plane and describes the lab to it
+// (manifests, BGPConfiguration, BGPPeers), starts kube-scheduler and the
+// real nodes, waits for kubelet's Node objects and nodeipam's pod CIDRs
+// (which replace the plan's) and writes podrouted's kubeconfig.
 func (l *Lab) startKubernetes(ctx context.Context) error {
 	kp := l.kube.plan
-	l.progress("starting the Kubernetes control plane in %s at %s (etcd, kube-apiserver, kube-controller-manager)", l.nsName(KubeCPElement), kp.ControlPlane.Address)
+	var names []string
+	for _, n := range kp.Nodes {
+		names = append(names, n.Name)
+	}
+	proxyToken := "kube-proxy-" + l.RunID() + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	l.progress("starting the Kubernetes control plane in %s at %s (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)", l.nsName(KubeCPElement), kp.ControlPlane.Address)
 	cp, err := l.kube.opts.Start(ctx, KubeControlPlaneSpec{
 		Dir: l.kubeDir(), Netns: l.ns[KubeCPElement], BindAddress: kp.ControlPlane.Address.String(), Port: KubeAPIServerPort,
 		ClusterCIDRs: kp.ClusterCIDRs, NodeCIDRMaskSizeIPv4: kp.NodeMask4, NodeCIDRMaskSizeIPv6: kp.NodeMask6,
-		Logf: func(format string, args ...any) { l.progress("  "+format, args...) },
+		ServiceClusterIPRanges: []string{KubeServiceCIDR},
+		NodeNames:              names, ProxyToken: proxyToken, Controllers: kubeRealNodeControllers,
+		// exec, logs and port-forward reach kubelet at the node's fabric
+		// address rather than resolving its name.
+		ExtraAPIServerArgs: []string{"--kubelet-preferred-address-types=InternalIP,Hostname"},
+		Logf:               func(format string, args ...any) { l.progress("  "+format, args...) },
 	})
 	if err != nil {
 		return fmt.Errorf("kubernetes control plane: %w", err)
@@ -192,7 +243,6 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 		return errors.Join(err, cp.Stop())
 	}
 	l.kube.cp = cp
-	l.phase("control plane")
 
 	dir := l.kube.opts.ManifestsDir
 	var files []string
@@ -214,6 +264,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.kube.cs = cs
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -228,20 +279,14 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	}
 	l.progress("  BGPConfiguration %s (AS %d, node-to-node mesh %v, pod pools %v), %d BGPPeers", kp.Configuration.Name,
 		kp.ClusterASN, *kp.Configuration.Spec.NodeToNodeMesh, kp.ClusterCIDRs, len(kp.Peers))
+	l.phase("control plane")
 
-	// One at a time, so nodeipam hands the CIDRs out in node order.
-	cidrs := map[string][]string{}
-	for i := range kp.Nodes {
-		got, err := registerNode(ctx, cs, kp.Nodes[i])
-		if err != nil {
-			return err
-		}
-		np := l.Node(kp.Nodes[i].Name)
-		if err := setPodCIDRs(np, got); err != nil {
-			return err
-		}
-		cidrs[np.Name] = got
-		l.progress("  Node %s: InternalIP %s, pod CIDRs %s (from nodeipam)", np.Name, commaAddrs(np.Addresses()), strings.Join(got, ","))
+	if err := l.startRealNodes(ctx, cp, info, proxyToken); err != nil {
+		return err
+	}
+	cidrs, err := l.registerRealNodes(ctx, cs)
+	if err != nil {
+		return err
 	}
 	if err := l.state.update(func(s *State) { s.PodCIDRs = cidrs }); err != nil {
 		return err
@@ -258,7 +303,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	if err := l.state.update(func(s *State) { s.Kubernetes.NodeKubeconfig = kc }); err != nil {
 		return err
 	}
-	l.phase("Kubernetes objects")
+	l.phase("real nodes")
 	return nil
 }
 
@@ -276,37 +321,6 @@ func createCustom(ctx context.Context, ri dynamic.NamespaceableResourceInterface
 		return fmt.Errorf("creating %s %s: %w", u.GetKind(), u.GetName(), err)
 	}
 	return nil
-}
-
-// registerNode creates node (with its status, as kubelet registers) and
-// waits for nodeipam to fill spec.podCIDRs.
-func registerNode(ctx context.Context, cs kubernetes.Interface, node corev1.Node) ([]string, error) {
-	created, err := cs.CoreV1().Nodes().Create(ctx, &node, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("registering Node %s: %w", node.Name, err)
-	}
-	if len(created.Status.Addresses) == 0 {
-		created.Status = node.Status
-		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			return nil, fmt.Errorf("Node %s status: %w", node.Name, err)
-		}
-	}
-	const timeout = 60 * time.Second
-	deadline := time.Now().Add(timeout)
-	for {
-		n, err := cs.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
-		if err == nil && len(n.Spec.PodCIDRs) > 0 {
-			return n.Spec.PodCIDRs, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("Node %s got no spec.podCIDRs from kube-controller-manager's nodeipam within %v (last error %v)", node.Name, timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // setPodCIDRs puts the CIDRs Kubernetes gave node np into its plan, with
@@ -455,15 +469,19 @@ func (l *Lab) PrintKubernetes(ctx context.Context, w io.Writer) {
 	}
 	fmt.Fprintf(w, "API server %s (namespace %s; admin kubeconfig %s)\n", k.APIServer, k.Namespace, k.AdminKubeconfig)
 	out, err := l.Kubectl(ctx, "get", "nodes", "-o",
-		`custom-columns=NODE:.metadata.name,INTERNAL-IP:.status.addresses[?(@.type=="InternalIP")].address,`+
+		`custom-columns=NODE:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,INTERNAL-IP:.status.addresses[?(@.type=="InternalIP")].address,`+
 			`POD-CIDRS:.spec.podCIDRs,RACK:.metadata.labels.topology\.podroute\.io/rack,AS:.metadata.annotations.podroute\.io/asn,`+
-			`NETWORK-UNAVAILABLE:.status.conditions[?(@.type=="NetworkUnavailable")].status,REASON:.status.conditions[?(@.type=="NetworkUnavailable")].reason`)
+			`NETWORK-UNAVAILABLE:.status.conditions[?(@.type=="NetworkUnavailable")].status,REASON:.status.conditions[?(@.type=="NetworkUnavailable")].reason,`+
+			`KUBELET:.status.nodeInfo.kubeletVersion,RUNTIME:.status.nodeInfo.containerRuntimeVersion`)
 	if err != nil {
 		fmt.Fprintf(w, "nodes: %v\n", err)
 		return
 	}
 	w.Write(out)
 	if out, err := l.Kubectl(ctx, "get", "bgpconfigurations,bgppeers"); err == nil {
+		fmt.Fprintf(w, "%s", out)
+	}
+	if out, err := l.Kubectl(ctx, "get", "pods,services", "-n", KubePodNamespace, "-o", "wide"); err == nil {
 		fmt.Fprintf(w, "%s", out)
 	}
 }
@@ -515,4 +533,33 @@ func commaAddrs(as []netip.Addr) string {
 		s = append(s, a.String())
 	}
 	return strings.Join(s, ", ")
+}
+
+// KubeState returns the Kubernetes part of the lab's state (nil in static
+// mode): the control plane's namespace, kubeconfigs, node directories.
+func (l *Lab) KubeState() *KubeState {
+	k := l.kubeState()
+	if k == nil {
+		return nil
+	}
+	c := *k
+	c.NodeDirs = append([]string(nil), k.NodeDirs...)
+	return &c
+}
+
+// KubeNodes returns the Node objects as the API server has them, by name.
+func (l *Lab) KubeNodes(ctx context.Context) (map[string]corev1.Node, error) {
+	out, err := l.Kubectl(ctx, "get", "nodes", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var list corev1.NodeList
+	if err := json.Unmarshal(out, &list); err != nil {
+		return nil, fmt.Errorf("kubectl get nodes: %w", err)
+	}
+	nodes := map[string]corev1.Node{}
+	for _, n := range list.Items {
+		nodes[n.Name] = n
+	}
+	return nodes, nil
 }

@@ -14,6 +14,13 @@ import (
 	"github.com/podroute/podroute/testbed/topology"
 )
 
+// The lab's Service address ranges in Kubernetes mode (outside every
+// topology's LANs, links and pod pools).
+const (
+	KubeLoadBalancerPool = "10.250.0.0/24"
+	KubeExternalIPRange  = "10.251.0.0/24"
+)
+
 // KubePlan is how a topology is described to Kubernetes. Like Plan it is
 // pure data.
 type KubePlan struct {
@@ -24,8 +31,10 @@ type KubePlan struct {
 	ClusterASN    uint32
 	Configuration cluster.BGPConfiguration
 	Peers         []cluster.BGPPeer
-	// Nodes are registered as kubelet would: labels, annotations and
-	// InternalIPs; spec.podCIDRs is left to nodeipam.
+	// Nodes are what each Node must carry: its labels (kubelet sets them
+	// when it registers, --node-labels), annotations (the lab adds them
+	// once kubelet has registered the Node) and InternalIPs (kubelet's
+	// --node-ip); spec.podCIDRs is left to nodeipam.
 	Nodes        []corev1.Node
 	ClusterCIDRs []string
 	NodeMask4    int
@@ -208,7 +217,17 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 	kp.Configuration = cluster.BGPConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: cluster.Group + "/" + cluster.Version, Kind: "BGPConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: cluster.BGPConfigurationName},
-		Spec:       cluster.BGPConfigurationSpec{ASN: kp.ClusterASN, NodeToNodeMesh: &mesh, PodPools: kp.ClusterCIDRs},
+		Spec: cluster.BGPConfigurationSpec{ASN: kp.ClusterASN, NodeToNodeMesh: &mesh, PodPools: kp.ClusterCIDRs,
+			// LoadBalancer Services get addresses from the lab's pool and
+			// the fabric routes them (and external IPs of the lab's range)
+			// to the nodes that serve them, as the LoadBalancer and
+			// ExternalIP e2e specs (make e2e SUITE=services) need.
+			ServiceLoadBalancerIPs: []cluster.ServiceRange{{CIDR: KubeLoadBalancerPool}},
+			ServiceExternalIPs:     []cluster.ServiceRange{{CIDR: KubeExternalIPRange}},
+			LoadBalancer: &cluster.LoadBalancerSpec{Pools: []cluster.LoadBalancerPool{
+				{Name: "lab", CIDRs: []string{KubeLoadBalancerPool}},
+			}},
+		},
 	}
 
 	for _, np := range p.Nodes {
@@ -224,10 +243,6 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 			node.Annotations = map[string]string{cluster.AnnotationASN: strconv.FormatUint(uint64(np.ASN), 10)}
 		}
 		node.Status.Addresses = kubeNodeAddresses(np)
-		node.Status.Conditions = []corev1.NodeCondition{{
-			Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue, Reason: "NoRouteCreated",
-			Message: "podroute has not set up this node's routes yet", LastTransitionTime: metav1.Now(),
-		}}
 		kp.Nodes = append(kp.Nodes, node)
 	}
 	return kp, nil

@@ -115,6 +115,9 @@ func Up(ctx context.Context, topo *topology.Topology, opts Options) (*Lab, error
 		if err != nil {
 			return nil, err
 		}
+		if err := k.checkNodeInputs(); err != nil {
+			return nil, fmt.Errorf("kubernetes mode runs real nodes: %w", err)
+		}
 		kube = &kubeLab{opts: *k, plan: kp}
 	}
 	if st, err := ReadState(opts.StateDir); err != nil {
@@ -233,15 +236,17 @@ func (l *Lab) build(ctx context.Context) error {
 			return err
 		}
 	}
-	l.progress("creating %d pods with podroute-cni", l.podCount())
-	for _, n := range p.Nodes {
-		for i := range n.PodPlans {
-			if err := l.addPodCNI(ctx, n, &n.PodPlans[i]); err != nil {
-				return err
+	if l.kube == nil {
+		l.progress("creating %d pods with podroute-cni", l.podCount())
+		for _, n := range p.Nodes {
+			for i := range n.PodPlans {
+				if err := l.addPodCNI(ctx, n, &n.PodPlans[i]); err != nil {
+					return err
+				}
 			}
 		}
+		l.phase("podrouted and pods")
 	}
-	l.phase("podrouted and pods")
 	if err := l.WaitConverged(ctx, l.opts.ConvergeTimeout); err != nil {
 		return err
 	}
@@ -250,7 +255,10 @@ func (l *Lab) build(ctx context.Context) error {
 		if err := l.waitNetworkAvailable(ctx, time.Minute); err != nil {
 			return err
 		}
-		l.phase("Node conditions")
+		// Pods only now: a pod's first packets find every route in place.
+		if err := l.startKubePods(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -430,8 +438,11 @@ func (l *Lab) Node(name string) *topology.NodePlan {
 }
 
 // Down deletes the pods through CNI, as kubelet would, then tears the
-// lab down.
+// lab down. In Kubernetes mode the nodes' containers go with the nodes.
 func (l *Lab) Down() error {
+	if l.Kubernetes() {
+		return Teardown(l.opts.StateDir)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return errors.Join(l.deletePodsCNI(ctx), Teardown(l.opts.StateDir))
@@ -473,7 +484,9 @@ func Attach(opts Options) (*Lab, error) {
 			}
 		}
 		for i, p := range n.PodPlans {
-			l.ns[p.Name] = &netns.Namespace{Name: l.nsName(p.Name)}
+			if st.Kubernetes == nil {
+				l.ns[p.Name] = &netns.Namespace{Name: l.nsName(p.Name)}
+			}
 			if addrs, ok := st.PodAddrs[p.Name]; ok {
 				n.PodPlans[i].Addrs = nil
 				for _, a := range addrs {

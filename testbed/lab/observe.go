@@ -244,6 +244,7 @@ func (l *Lab) PingPods(ctx context.Context, pods []topology.PodPlan) *Reachabili
 			}
 		}
 	}
+	run := l.podRunner(ctx)
 	var mu sync.Mutex
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
@@ -257,7 +258,7 @@ func (l *Lab) PingPods(ctx context.Context, pods []topology.PodPlan) *Reachabili
 			if j.fam < len(j.dst.Addrs) {
 				// Up to 3 tries: the first packet of a fresh pair may wait on
 				// neighbour discovery along the path.
-				out, err := l.ns[j.src.Name].Exec(ctx, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", j.dst.Addrs[j.fam].String())
+				out, err := run(ctx, j.src.Name, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", j.dst.Addrs[j.fam].String())
 				ok = err == nil && !strings.Contains(string(out), " 0 received")
 			}
 			mu.Lock()

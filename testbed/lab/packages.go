@@ -45,3 +45,10 @@ func EnsurePackages(out io.Writer, pkgs []string) error {
 	}
 	return nil
 }
+
+// KubePackages are the further Debian packages Kubernetes mode needs: etcd
+// for the control plane, and what a real node runs with (containerd 1.6 and
+// runc; the reference CNI plugins for loopback, portmap and bandwidth;
+// conntrack, nftables and iptables for kube-proxy and the plugins). None of
+// them starts a service when installed.
+var KubePackages = []string{"etcd-server", "containerd", "runc", "containernetworking-plugins", "conntrack", "nftables", "iptables"}

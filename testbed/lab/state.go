@@ -116,6 +116,13 @@ func Teardown(dir string) error {
 		return err
 	}
 	var errs []error
+	if k := st.Kubernetes; k != nil {
+		// The real nodes first (kubelet, kube-proxy, containers,
+		// containerd, kube-scheduler), while their namespaces exist.
+		if err := cleanupRealNodes(dir, k); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := len(st.Processes) - 1; i >= 0; i-- {
 		p := st.Processes[i]
 		if err := netns.StopPID(p.PID, p.Marker); err != nil {
