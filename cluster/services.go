@@ -278,7 +278,20 @@ type ServiceInfo struct {
 	IPFamilies   []corev1.IPFamily
 	RequestedIPs []netip.Addr // annotation, else spec.loadBalancerIP
 	Pool         string       // podroute.io/address-pool
+	// Lifecycle: the Service carries LoadBalancerCleanupFinalizer, and it
+	// is being deleted (it stays until its finalizers are gone).
+	HasCleanupFinalizer bool
+	Deleting            bool
 }
+
+// LoadBalancerCleanupFinalizer is Kubernetes' finalizer for a Service
+// whose load balancer must be cleaned up before the object goes (the name
+// a cloud provider's service controller uses, and Kubernetes' e2e tests
+// check). The allocator adds it to the Services it serves, so that a
+// deleted Service's addresses stay taken until the allocator has seen the
+// deletion, and removes it once a Service is deleted or no longer of type
+// LoadBalancer.
+const LoadBalancerCleanupFinalizer = "service.kubernetes.io/load-balancer-cleanup"
 
 // Key is "namespace/name".
 func (s ServiceInfo) Key() string { return s.Namespace + "/" + s.Name }
@@ -290,9 +303,11 @@ func ParseService(svc *corev1.Service) (ServiceInfo, []error) {
 	s := ServiceInfo{
 		Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID, ResourceVersion: svc.ResourceVersion,
 		Created: svc.CreationTimestamp.Time, Type: svc.Spec.Type,
-		ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-		InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
-		IPFamilies:    svc.Spec.IPFamilies,
+		HasCleanupFinalizer: slices.Contains(svc.Finalizers, LoadBalancerCleanupFinalizer),
+		Deleting:            svc.DeletionTimestamp != nil,
+		ExternalLocal:       svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		InternalLocal:       svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
+		IPFamilies:          svc.Spec.IPFamilies,
 	}
 	if svc.Spec.LoadBalancerClass != nil {
 		s.Class = *svc.Spec.LoadBalancerClass
@@ -406,6 +421,9 @@ func StripServiceObjects(obj any) (any, error) {
 				LoadBalancerClass: o.Spec.LoadBalancerClass, LoadBalancerIP: o.Spec.LoadBalancerIP,
 			},
 			Status: corev1.ServiceStatus{LoadBalancer: o.Status.LoadBalancer},
+		}
+		if slices.Contains(o.Finalizers, LoadBalancerCleanupFinalizer) {
+			s.Finalizers = []string{LoadBalancerCleanupFinalizer}
 		}
 		for k, v := range o.Annotations {
 			if strings.HasPrefix(k, "podroute.io/") {

@@ -376,8 +376,10 @@ func (c *Controller) pass(ctx context.Context) (failed bool) {
 		}
 		if p, ok := c.pins[info.Key()]; ok {
 			// Without resourceVersions (a fake clientset) the informer
-			// copy is stale only while it lacks what was written.
-			if p.svc.UID == info.UID && info.ResourceVersion == p.staleRV && now.Before(p.until) && !slices.Equal(info.IngressIPs, p.svc.IngressIPs) {
+			// copy is stale only while it lacks what was written and
+			// shows no later change of type.
+			if p.svc.UID == info.UID && info.ResourceVersion == p.staleRV && now.Before(p.until) &&
+				!slices.Equal(info.IngressIPs, p.svc.IngressIPs) && info.Type == p.svc.Type {
 				info = p.svc
 			} else {
 				delete(c.pins, info.Key())
@@ -401,7 +403,7 @@ func (c *Controller) pass(ctx context.Context) (failed bool) {
 		for _, p := range d.Problems {
 			problems[problemKey{key, p.Reason}] = p
 		}
-		if !d.Change || ctx.Err() != nil {
+		if (!d.Change && d.Finalizer == FinalizerKeep) || ctx.Err() != nil {
 			continue
 		}
 		if err := c.write(ctx, d); err != nil {
@@ -423,6 +425,25 @@ func (c *Controller) pass(ctx context.Context) (failed bool) {
 // next pass decides again from the new state.
 func (c *Controller) write(ctx context.Context, d Decision) error {
 	s := d.Service
+	if d.Finalizer == FinalizerAdd {
+		// First the finalizer, then the addresses: a Service never holds
+		// an address without it.
+		rv, err := c.patchFinalizer(ctx, s, true)
+		if err != nil {
+			return err
+		}
+		s.ResourceVersion, s.HasCleanupFinalizer = rv, true
+	}
+	if d.Finalizer == FinalizerRemove {
+		if _, err := c.patchFinalizer(ctx, s, false); err != nil {
+			return err
+		}
+		c.log.Info("cleanup finalizer removed", "service", s.Key(), "deleting", s.Deleting, "type", s.Type)
+		return nil
+	}
+	if !d.Change {
+		return nil
+	}
 	ingress := make([]map[string]string, 0, len(d.Addrs))
 	for _, a := range d.Addrs {
 		ingress = append(ingress, map[string]string{"ip": a.String()})
@@ -454,6 +475,31 @@ func (c *Controller) write(ctx context.Context, d Decision) error {
 		c.log.Info("LoadBalancer address released", "service", s.Key(), "addresses", released)
 	}
 	return nil
+}
+
+// patchFinalizer adds or removes cluster.LoadBalancerCleanupFinalizer
+// with a strategic merge patch, which leaves every other finalizer as it
+// is, on the resourceVersion Plan saw; it returns the new one.
+func (c *Controller) patchFinalizer(ctx context.Context, s cluster.ServiceInfo, add bool) (string, error) {
+	meta := map[string]any{}
+	if add {
+		meta["finalizers"] = []string{cluster.LoadBalancerCleanupFinalizer}
+	} else {
+		meta["$deleteFromPrimitiveList/finalizers"] = []string{cluster.LoadBalancerCleanupFinalizer}
+	}
+	if s.ResourceVersion != "" {
+		meta["resourceVersion"] = s.ResourceVersion
+	}
+	raw, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return "", err
+	}
+	out, err := c.opts.Client.CoreV1().Services(s.Namespace).Patch(ctx, s.Name, types.StrategicMergePatchType, raw,
+		metav1.PatchOptions{FieldManager: "podrouted"})
+	if err != nil {
+		return "", err
+	}
+	return out.ResourceVersion, nil
 }
 
 func removed(before, after []netip.Addr) []netip.Addr {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/podroute/podroute/cluster"
 	"github.com/podroute/podroute/internal/testutil"
@@ -288,8 +290,13 @@ func TestControllerRestartInTheMiddle(t *testing.T) {
 func TestControllerOneLeader(t *testing.T) {
 	client := fake.NewClientset()
 	var patches atomic.Int64
-	client.PrependReactor("patch", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
-		patches.Add(1)
+	var finalizerPatches atomic.Int64
+	client.PrependReactor("patch", "services", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "status" {
+			patches.Add(1)
+		} else {
+			finalizerPatches.Add(1)
+		}
 		return false, nil, nil
 	})
 	svcCfg, lbc := testConfig(pool("p", "198.51.100.0/28"))
@@ -315,6 +322,9 @@ func TestControllerOneLeader(t *testing.T) {
 	if n := patches.Load(); n != 1 {
 		t.Errorf("%d status writes for one Service, want 1 (only the leader writes)", n)
 	}
+	if n := finalizerPatches.Load(); n != 1 {
+		t.Errorf("%d finalizer writes for one Service, want 1", n)
+	}
 	begin := time.Now()
 	leader.stop()
 	testutil.Eventually(t, 10*time.Second, "the other takes over", func() error {
@@ -334,7 +344,10 @@ func TestControllerOneLeader(t *testing.T) {
 func TestControllerConflict(t *testing.T) {
 	client := fake.NewClientset()
 	var conflicts atomic.Int64
-	client.PrependReactor("patch", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+	client.PrependReactor("patch", "services", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "status" {
+			return false, nil, nil
+		}
 		if conflicts.Add(1) <= 2 {
 			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "services"}, "x", fmt.Errorf("the object has been modified"))
 		}
@@ -408,5 +421,81 @@ func TestPassTrustsItsOwnWrites(t *testing.T) {
 	c.pass(context.Background())
 	if _, ok := c.pins["default/a"]; ok {
 		t.Error("pin kept after the informer showed a newer version")
+	}
+}
+
+// The cleanup finalizer: added to a served LoadBalancer Service together
+// with its address, taken off when the Service stops being a LoadBalancer
+// or is being deleted, and never touched on a Service of another class.
+// While a deleted Service waits for its finalizer, its address is not
+// handed out again.
+func TestControllerCleanupFinalizer(t *testing.T) {
+	client := fake.NewClientset()
+	svcCfg, lbc := testConfig(pool("p", "198.51.100.0/30"))
+	startInstance(t, client, "node-1", svcCfg, lbc)
+	finalizers := func(name string) []string {
+		s, err := client.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Finalizers
+	}
+	waitFinalizers := func(name string, want ...string) {
+		t.Helper()
+		testutil.EventuallyEvery(t, 20*time.Millisecond, 10*time.Second, fmt.Sprintf("%s has finalizers %v", name, want), func() error {
+			got := finalizers(name)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("finalizers %v", got)
+			}
+			return nil
+		})
+	}
+	// Another controller's finalizer stays where it is.
+	x := newLB("x", nil)
+	x.Finalizers = []string{"example.com/keep"}
+	create(t, client, x)
+	waitIngress(t, client, "x", "198.51.100.0")
+	waitFinalizers("x", "example.com/keep", cluster.LoadBalancerCleanupFinalizer) // sorted
+
+	// Type LoadBalancer -> ClusterIP (the API server clears the class and
+	// the status): the finalizer goes.
+	s, err := client.CoreV1().Services("default").Get(context.Background(), "x", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Type = corev1.ServiceTypeClusterIP
+	s.Status = corev1.ServiceStatus{}
+	if _, err := client.CoreV1().Services("default").Update(context.Background(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinalizers("x", "example.com/keep")
+
+	// A Service of another class: neither an address nor the finalizer.
+	other := newLB("other", nil)
+	other.Spec.LoadBalancerClass = ptr.To("example.com/cloud")
+	create(t, client, other)
+
+	// A deleted Service (as the API server shows one with a finalizer)
+	// keeps its address taken until the finalizer is removed.
+	y := newLB("y", nil)
+	create(t, client, y)
+	waitIngress(t, client, "y", "198.51.100.0")
+	waitFinalizers("y", cluster.LoadBalancerCleanupFinalizer)
+	s, err = client.CoreV1().Services("default").Get(context.Background(), "y", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	s.DeletionTimestamp = &now
+	if _, err := client.CoreV1().Services("default").Update(context.Background(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFinalizers("y")
+	if got := finalizers("other"); len(got) != 0 {
+		t.Errorf("Service of another class got finalizers %v", got)
+	}
+	if got := ingress(t, client)["other"]; len(got) != 0 {
+		t.Errorf("Service of another class got addresses %v", got)
 	}
 }

@@ -28,8 +28,19 @@
 // its informer has not caught up with, as it pins its own writes until the
 // informer shows them.
 //
-// What it must not touch: anything but status.loadBalancer of the
-// Services it serves (type LoadBalancer with podroute's loadBalancerClass,
-// or no class when allocateClassless), Events, and its Lease. It knows
+// The Services it serves carry Kubernetes' load-balancer cleanup
+// finalizer (cluster.LoadBalancerCleanupFinalizer), added before their
+// first address is written: a deleted Service then stays, its addresses
+// still taken, until the leader has seen the deletion and removes the
+// finalizer, and so does one changed away from type LoadBalancer. The
+// finalizer is managed while pools or service ranges are configured: a
+// Service deleted after the last pool was removed waits for its
+// finalizer until one is configured again or someone removes it
+// (kubectl patch ... --type json -p '[{"op":"remove","path":"/metadata/finalizers/N"}]').
+//
+// What it must not touch: anything but status.loadBalancer and that one
+// finalizer of the Services it serves (type LoadBalancer with podroute's
+// loadBalancerClass, or no class when allocateClassless), Events, and its
+// Lease. It knows
 // nothing about BGP or routes: advertisement is package cluster's.
 package lbipam

@@ -27,7 +27,21 @@ type Decision struct {
 	// Problems are why a family got no address (exhaustion, a requested
 	// address that is taken or outside every pool, ...).
 	Problems []Problem
+	// Finalizer is what to do with cluster.LoadBalancerCleanupFinalizer:
+	// add it to a served Service that lacks it (before its addresses are
+	// written), remove it from a Service being deleted or no longer of
+	// type LoadBalancer. A Decision may carry only this (Change false).
+	Finalizer FinalizerAction
 }
+
+// FinalizerAction is a change to a Service's cleanup finalizer.
+type FinalizerAction int
+
+const (
+	FinalizerKeep FinalizerAction = iota
+	FinalizerAdd
+	FinalizerRemove
+)
 
 // Problem is one Warning Event on a Service.
 type Problem struct {
@@ -67,7 +81,9 @@ func Plan(cfg cluster.LoadBalancerConfig, svcs []cluster.ServiceInfo) []Decision
 		if s.Type != corev1.ServiceTypeLoadBalancer {
 			continue
 		}
-		served := cfg.Serves(s)
+		// A Service being deleted is no longer served, but its addresses
+		// stay taken (below) until it is gone.
+		served := cfg.Serves(s) && !s.Deleting
 		for _, a := range s.IngressIPs {
 			if _, taken := owner[a]; taken {
 				continue // someone older has it; if s is ours it gets another
@@ -92,10 +108,16 @@ func Plan(cfg cluster.LoadBalancerConfig, svcs []cluster.ServiceInfo) []Decision
 	cursor := map[netip.Prefix]netip.Addr{}
 	var out []Decision
 	for _, s := range svcs {
-		if !cfg.Serves(s) {
+		if !cfg.Serves(s) || s.Deleting {
+			if s.HasCleanupFinalizer && releases(cfg, s) {
+				out = append(out, Decision{Service: s, Addrs: s.IngressIPs, Finalizer: FinalizerRemove})
+			}
 			continue
 		}
 		d := Decision{Service: s, Allocated: map[netip.Addr]string{}}
+		if !s.HasCleanupFinalizer {
+			d.Finalizer = FinalizerAdd
+		}
 		families := s.IPFamilies
 		if len(families) == 0 {
 			families = []corev1.IPFamily{corev1.IPv4Protocol}
@@ -125,6 +147,22 @@ func Plan(cfg cluster.LoadBalancerConfig, svcs []cluster.ServiceInfo) []Decision
 		out = append(out, d)
 	}
 	return out
+}
+
+// releases reports whether the allocator takes the cleanup finalizer off
+// s, a Service it does not (or no longer) serve: one being deleted whose
+// class it serves, or one no longer of type LoadBalancer (changing the
+// type clears spec.loadBalancerClass, so the class says nothing then).
+// A LoadBalancer Service of another class keeps its finalizer: its own
+// implementation removes it.
+func releases(cfg cluster.LoadBalancerConfig, s cluster.ServiceInfo) bool {
+	if s.Type != corev1.ServiceTypeLoadBalancer {
+		return true
+	}
+	if s.Class == "" {
+		return cfg.AllocateClassless
+	}
+	return s.Class == cfg.Class
 }
 
 // allocate finds s an address of one family.

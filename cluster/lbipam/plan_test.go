@@ -232,3 +232,47 @@ func TestPlanManyServicesUnique(t *testing.T) {
 	}
 	t.Logf("3000 Services allocated from a /20 in one pass: %v", took.Round(time.Millisecond))
 }
+
+// The cleanup finalizer: added to every Service the allocator serves that
+// lacks it, removed from one being deleted or no longer a LoadBalancer,
+// left alone on another class's Service; a Service being deleted keeps its
+// address taken until it is gone.
+func TestPlanFinalizer(t *testing.T) {
+	cfg := lbCfg(pool("small", "198.51.100.0/31"))
+	with := func(s cluster.ServiceInfo) cluster.ServiceInfo { s.HasCleanupFinalizer = true; return s }
+	deleting := func(s cluster.ServiceInfo) cluster.ServiceInfo { s.Deleting = true; return s }
+	clusterIP := with(lb("was-lb", 0))
+	clusterIP.Type = corev1.ServiceTypeClusterIP
+	otherClass := with(lb("other-class", 0))
+	otherClass.Class = "example.com/cloud"
+	got := Plan(cfg, []cluster.ServiceInfo{
+		lb("new", 3),
+		with(lb("kept", 2, "198.51.100.1")),
+		deleting(with(lb("gone", 1, "198.51.100.0"))),
+		clusterIP,
+		otherClass,
+		deleting(otherClass),
+	})
+	var lines []string
+	for _, d := range got {
+		lines = append(lines, fmt.Sprintf("%s %v %v %v", d.Service.Name, d.Addrs, d.Change, d.Finalizer)+strings.Join(reasons(d), ""))
+	}
+	want := []string{
+		// "gone" still holds .0 and "kept" holds .1: nothing is left for "new".
+		"was-lb [] false 2",
+		"gone [198.51.100.0] false 2",
+		"kept [198.51.100.1] false 0",
+		"new [] false 1 PoolExhausted",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("got\n  %s\nwant\n  %s", strings.Join(lines, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func reasons(d Decision) []string {
+	var out []string
+	for _, p := range d.Problems {
+		out = append(out, " "+p.Reason)
+	}
+	return out
+}
