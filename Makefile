@@ -56,7 +56,7 @@ test: deps k8s-tools k8s-node-tools e2e-tools images vet
 	@{ $(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) -skip '$(REALNODE_TESTS)' ./...; s1=$$?; \
 	   $(GO) test -count=1 -timeout 45m -v -p 1 $(GOTESTFLAGS) -run '$(REALNODE_TESTS)' ./testbed/kubenode ./testbed/e2e; s2=$$?; \
 	   [ $$s1 -eq 0 ] && [ $$s2 -eq 0 ]; } > $(TEST_LOG) 2>&1; status=$$?; \
-	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|kubernetes|services|cni|node)_test\.go:[0-9]+: ' $(TEST_LOG) \
+	grep -E '^ *--- (PASS|FAIL|SKIP)|^(ok|FAIL|panic:)|^ +(core_lab|bird_lab|md5|restart|malformed|maxprefix_flood|wirefuzz|nexthop|e2e|e2e_kubernetes|e2e_services|kubernetes|services|cni|node)_test\.go:[0-9]+: ' $(TEST_LOG) \
 		| grep -v -e 'log (tail)' -e 'log (last' ; \
 	if [ $$status -ne 0 ]; then \
 		for t in $$(sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' $(TEST_LOG) | sort -u); do \

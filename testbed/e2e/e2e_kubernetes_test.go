@@ -302,6 +302,8 @@ func TestE2EKubernetes(t *testing.T) {
 		t.Logf("E2E figure: memory (RSS) with the lab's 8 pods and CoreDNS: %s", line)
 	}
 
+	t.Run("services_from_outside", func(t *testing.T) { servicesFromOutside(t, ctx, running) })
+
 	t.Run("conformance", func(t *testing.T) {
 		if os.Getenv("PODROUTE_E2E_CONFORMANCE") == "0" {
 			t.Skip("PODROUTE_E2E_CONFORMANCE=0")

@@ -245,7 +245,11 @@ func runSuite(ctx context.Context, l *lab.Lab, k *lab.KubeState, s Suite, o Opti
 		skip += "|" + p
 	}
 	bin := o.BinDir
-	argv := []string{"netns", "exec", k.Namespace, filepath.Join(bin, "ginkgo"),
+	runIn := k.Namespace
+	if s.FromOutside && k.ClientNamespace != "" {
+		runIn = k.ClientNamespace
+	}
+	argv := []string{"netns", "exec", runIn, filepath.Join(bin, "ginkgo"),
 		"--procs=" + strconv.Itoa(procs), "--focus=" + s.Focus, "--skip=" + skip,
 		"--no-color", "--silence-skips", "--timeout=" + o.Timeout.String(),
 		filepath.Join(bin, "e2e.test"), "--",

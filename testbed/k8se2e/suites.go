@@ -18,7 +18,14 @@ type Suite struct {
 	Leave string
 	// Procs is the default number of ginkgo processes.
 	Procs int
-	About string
+	// FromOutside runs e2e.test in the lab's outside client (behind a
+	// spine, an address outside the nodes' networks) instead of the
+	// control plane's namespace: the LoadBalancer specs reach Services
+	// through the routers as a user would, and the source-address checks
+	// of externalTrafficPolicy: Local take any address in a node's /16
+	// (as the control plane's is in the lab) for a rewritten one.
+	FromOutside bool
+	About       string
 }
 
 // notParallel are the upstream labels of specs that must not run beside
@@ -53,11 +60,12 @@ var Suites = []Suite{
 		About: "Kubernetes' NetworkPolicy suite (test/e2e/network/netpol): 50 specs, 15-20 min with 3 processes",
 	},
 	{
-		Name:  "services",
-		Focus: `\[sig-network\].*(LoadBalancer|ExternalIP)`,
-		Leave: notParallel,
-		Procs: 2,
-		About: "the LoadBalancer and ExternalIP specs, against podroute's LoadBalancer addresses and Service advertisements",
+		Name:        "services",
+		Focus:       `\[sig-network\].*(LoadBalancer|ExternalIP)`,
+		Leave:       notParallel,
+		Procs:       2,
+		FromOutside: true,
+		About:       "the LoadBalancer and ExternalIP specs, against podroute's LoadBalancer addresses and Service advertisements, from a client behind a spine",
 	},
 }
 

@@ -52,6 +52,9 @@ import (
 const (
 	// KubeCPElement is the control plane's element (namespace RUNID-cp).
 	KubeCPElement = "cp"
+	// KubeClientElement is the outside client's (namespace RUNID-client),
+	// behind a spine.
+	KubeClientElement = "client"
 	// KubeNamespace and KubeServiceAccount are podrouted's, from
 	// manifests/00-namespace.yaml and 02-rbac.yaml.
 	KubeNamespace      = "podroute-system"
@@ -153,7 +156,11 @@ type KubeControlPlaneInfo struct {
 
 // KubeState is the Kubernetes part of State.
 type KubeState struct {
-	Namespace       string `json:"namespace"` // the control plane's network namespace
+	Namespace string `json:"namespace"` // the control plane's network namespace
+	// ClientNamespace is the outside client's, "" when the topology has
+	// no spine to put it behind; ClientAddress its IPv4 address.
+	ClientNamespace string `json:"clientNamespace,omitempty"`
+	ClientAddress   string `json:"clientAddress,omitempty"`
 	Dir             string `json:"dir"`
 	APIServer       string `json:"apiServer,omitempty"`
 	AdminKubeconfig string `json:"adminKubeconfig,omitempty"`
@@ -206,7 +213,43 @@ func (l *Lab) buildKubeNetwork() error {
 	if err := l.addAddrs(KubeCPElement, []topology.Iface{cp.Iface}); err != nil {
 		return err
 	}
-	return l.addDefaultRoutes(KubeCPElement, cp.Gateways)
+	if err := l.addDefaultRoutes(KubeCPElement, cp.Gateways); err != nil {
+		return err
+	}
+	return l.buildKubeClient()
+}
+
+// buildKubeClient links the outside client to its spine, before FRR
+// starts: the spine originates the client's network towards the racks.
+func (l *Lab) buildKubeClient() error {
+	c := l.kube.plan.Client
+	if c == nil {
+		return nil
+	}
+	if err := l.state.update(func(s *State) {
+		s.Kubernetes.ClientNamespace = l.nsName(KubeClientElement)
+		s.Kubernetes.ClientAddress = c.Iface.Addrs[0].Addr().String()
+	}); err != nil {
+		return err
+	}
+	if _, err := l.createNS(KubeClientElement); err != nil {
+		return err
+	}
+	if err := netns.Veth(l.ns[c.Router], c.RouterIface.Name, l.ns[KubeClientElement], c.Iface.Name, 1500); err != nil {
+		return fmt.Errorf("outside client link: %w", err)
+	}
+	if err := l.addAddrs(c.Router, []topology.Iface{c.RouterIface}); err != nil {
+		return err
+	}
+	if err := l.addAddrs(KubeClientElement, []topology.Iface{c.Iface}); err != nil {
+		return err
+	}
+	for _, r := range l.Plan.Routers {
+		if r.Name == c.Router {
+			r.Spec.Networks = append(r.Spec.Networks, c.Networks...)
+		}
+	}
+	return l.addDefaultRoutes(KubeClientElement, c.Gateways)
 }
 
 // startKubernetes starts the control plane and describes the lab to it

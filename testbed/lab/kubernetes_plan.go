@@ -21,10 +21,24 @@ const (
 	KubeExternalIPRange  = "10.251.0.0/24"
 )
 
+// The outside client's network: documentation ranges (RFC 5737, RFC
+// 3849), outside every topology's addresses and, unlike the control
+// plane, outside the nodes' networks, so a Service sees it as the
+// Internet would be seen.
+const (
+	KubeClientSubnet4 = "203.0.113.0/24"
+	KubeClientSubnet6 = "2001:db8:113::/64"
+)
+
 // KubePlan is how a topology is described to Kubernetes. Like Plan it is
 // pure data.
 type KubePlan struct {
 	ControlPlane KubeCPPlan
+	// Client is a host outside the cluster, behind a spine (nil when the
+	// topology has no router that is not a rack's gateway): it reaches
+	// Services' LoadBalancer and external addresses through the fabric as
+	// a user would, and the services e2e suite runs from it.
+	Client *KubeClientPlan
 	// ClusterASN is BGPConfiguration's: the AS most nodes share, or
 	// podroute's default when every node has its own (each then carries
 	// the podroute.io/asn annotation).
@@ -49,6 +63,46 @@ type KubeCPPlan struct {
 	Iface            topology.Iface // the control plane's side, with its addresses
 	Gateways         []netip.Addr
 	Address          netip.Addr // the API server's bind address
+}
+
+// KubeClientPlan places the outside client: a link to Router, whose
+// Network4 (and Network6) FRR originates towards the racks.
+type KubeClientPlan struct {
+	Router             string
+	RouterIface, Iface topology.Iface
+	Gateways           []netip.Addr
+	Networks           []string
+}
+
+// newKubeClientPlan puts the client behind the first router that is no
+// LAN's gateway (a spine).
+func newKubeClientPlan(t *topology.Topology) *KubeClientPlan {
+	gateway := map[string]bool{}
+	for _, lan := range t.LANs {
+		gateway[lan.Gateway] = true
+	}
+	for _, r := range t.Routers {
+		if gateway[r.Name] {
+			continue
+		}
+		c := &KubeClientPlan{Router: r.Name,
+			RouterIface: topology.Iface{Name: topology.IfName("eth-" + KubeClientElement)},
+			Iface:       topology.Iface{Name: topology.IfName("eth-" + r.Name)}}
+		subnets := []string{KubeClientSubnet4}
+		if t.IPv6 {
+			subnets = append(subnets, KubeClientSubnet6)
+		}
+		for _, s := range subnets {
+			sub := netip.MustParsePrefix(s)
+			gw, host := topology.HostAddr(sub, 1), topology.HostAddr(sub, 2)
+			c.RouterIface.Addrs = append(c.RouterIface.Addrs, netip.PrefixFrom(gw, sub.Bits()))
+			c.Iface.Addrs = append(c.Iface.Addrs, netip.PrefixFrom(host, sub.Bits()))
+			c.Gateways = append(c.Gateways, gw)
+			c.Networks = append(c.Networks, s)
+		}
+		return c
+	}
+	return nil
 }
 
 // NewKubePlan maps p onto Kubernetes objects. It refuses what the cluster
@@ -102,6 +156,12 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 	}
 	cp.Address = cp.Iface.Addrs[0].Addr()
 	kp.ControlPlane = cp
+	for _, r := range t.Routers {
+		if r.Name == KubeClientElement {
+			return nil, fmt.Errorf("kubernetes mode: the name %q is taken by the outside client", r.Name)
+		}
+	}
+	kp.Client = newKubeClientPlan(t)
 
 	// Pools: nodeipam hands out /24s and /64s of them.
 	kp.ClusterCIDRs = []string{t.PodPool4}

@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,7 +59,17 @@ func TestPlanKubernetes(t *testing.T) {
 		}
 	}
 
+	// The outside client: behind the first spine, outside the nodes'
+	// networks, the spine originating its subnet.
+	if c := kp.Client; c == nil || c.Router != "spine-1" || c.Iface.Addrs[0].String() != "203.0.113.2/24" ||
+		c.Gateways[0].String() != "203.0.113.1" || !slices.Equal(c.Networks, []string{lab.KubeClientSubnet4}) {
+		t.Errorf("leafspine outside client %+v, want 203.0.113.2/24 behind spine-1 (203.0.113.1), network %s", c, lab.KubeClientSubnet4)
+	}
+
 	_, kp = plan("dualstack")
+	if c := kp.Client; c == nil || len(c.Iface.Addrs) != 2 || len(c.Networks) != 2 {
+		t.Errorf("dualstack outside client %+v, want an IPv4 and an IPv6 address and network", c)
+	}
 	if len(kp.Peers) != 4 || kp.Peers[1].Spec.PeerAddress != "fd00:10:1::1" || len(kp.ClusterCIDRs) != 2 || kp.NodeMask6 != 64 {
 		t.Errorf("dualstack: peers %d (second %s), cluster CIDRs %v: want a v4 and a v6 BGPPeer per rack and both pools", len(kp.Peers), kp.Peers[1].Spec.PeerAddress, kp.ClusterCIDRs)
 	}
@@ -69,6 +80,9 @@ func TestPlanKubernetes(t *testing.T) {
 	_, kp = plan("flat")
 	if s := kp.Configuration.Spec; !*s.NodeToNodeMesh || s.ASN != 64512 || len(kp.Peers) != 0 || len(kp.ControlPlane.Gateways) != 0 {
 		t.Errorf("flat: %+v with %d BGPPeers and gateways %v, want the mesh on in AS 64512, no BGPPeer, no gateway", s, len(kp.Peers), kp.ControlPlane.Gateways)
+	}
+	if kp.Client != nil {
+		t.Errorf("flat: outside client %+v, want none (no spine)", kp.Client)
 	}
 	for _, n := range kp.Nodes {
 		if len(n.Annotations) != 0 {

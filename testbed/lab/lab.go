@@ -475,6 +475,9 @@ func Attach(opts Options) (*Lab, error) {
 	}
 	if st.Kubernetes != nil {
 		l.ns[KubeCPElement] = &netns.Namespace{Name: st.Kubernetes.Namespace}
+		if st.Kubernetes.ClientNamespace != "" {
+			l.ns[KubeClientElement] = &netns.Namespace{Name: st.Kubernetes.ClientNamespace}
+		}
 	}
 	for _, n := range plan.Nodes {
 		l.ns[n.Name] = &netns.Namespace{Name: l.nsName(n.Name)}
@@ -514,6 +517,9 @@ func (l *Lab) Names() []string {
 	}
 	if l.Kubernetes() {
 		out = append(out, KubeCPElement)
+		if l.kubeState().ClientNamespace != "" {
+			out = append(out, KubeClientElement)
+		}
 	}
 	return out
 }
@@ -525,7 +531,7 @@ func (l *Lab) Env(name string) []string {
 	if l.Node(name) != nil {
 		env = append(env, "PODROUTE_SOCKET="+l.Socket(name), "PODROUTE_IPAM_DIR="+l.ipamDir(name))
 	}
-	if k := l.kubeState(); k != nil && name == KubeCPElement {
+	if k := l.kubeState(); k != nil && (name == KubeCPElement || name == KubeClientElement) {
 		env = append(env, "PATH="+filepath.Dir(k.Kubectl)+":"+l.opts.BinDir+":"+os.Getenv("PATH"),
 			"KUBECONFIG="+k.AdminKubeconfig, "KUBECACHEDIR="+l.kubectlCacheDir())
 	}
