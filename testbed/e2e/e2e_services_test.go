@@ -32,7 +32,7 @@ func servicesFromOutside(t *testing.T, ctx context.Context, running *lab.Lab) {
 		t.Fatal("the real-node lab has no outside client")
 	}
 	const ns = "lb-proof"
-	nodeA, nodeB := "node-1", "node-3" // rack-1, rack-2
+	nodeA, nodeB := "node-1", "node-3"                                           // rack-1, rack-2
 	extIP := netip.MustParsePrefix(lab.KubeExternalIPRange).Addr().Next().Next() // .2 of the range
 	manifest := fmt.Sprintf(`apiVersion: v1
 kind: Namespace
