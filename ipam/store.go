@@ -71,6 +71,11 @@ func (s State) Find(att Attachment) (Allocation, bool) {
 	return s.Allocations[i], true
 }
 
+// Holds reports whether a is allocated to any attachment.
+func (s State) Holds(a netip.Addr) bool {
+	return slices.ContainsFunc(s.Allocations, func(al Allocation) bool { return slices.Contains(al.Addrs, a) })
+}
+
 func (s State) index(att Attachment) int {
 	return slices.IndexFunc(s.Allocations, func(a Allocation) bool { return a.Attachment() == att })
 }

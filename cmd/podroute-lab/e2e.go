@@ -70,10 +70,8 @@ func e2eCmd(g *globalFlags) *cobra.Command {
 			if err := k8sharness.CheckBinaries(kube.binDir, "", true); err != nil {
 				return err
 			}
-			for _, bin := range []string{"podrouted", "podroute", "podroute-cni"} {
-				if _, err := os.Stat(filepath.Join(g.binDir, bin)); err != nil {
-					return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
-				}
+			if err := g.checkPodrouteBinaries(); err != nil {
+				return err
 			}
 			topo, err := topology.Load(topoName)
 			if err != nil {

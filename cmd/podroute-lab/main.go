@@ -98,10 +98,8 @@ func upCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("podroute's manifests not found (%v): pass --manifests DIR (the repository's manifests/)", err)
 				}
 			}
-			for _, bin := range []string{"podrouted", "podroute", "podroute-cni"} {
-				if _, err := os.Stat(filepath.Join(g.binDir, bin)); err != nil {
-					return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
-				}
+			if err := g.checkPodrouteBinaries(); err != nil {
+				return err
 			}
 			topo, err := topology.Load(topoName)
 			if err != nil {
@@ -267,4 +265,15 @@ func topologiesCmd() *cobra.Command {
 			}
 		},
 	}
+}
+
+// checkPodrouteBinaries reports the first of podroute's binaries missing
+// from the lab's bin directory, with how to build it.
+func (g *globalFlags) checkPodrouteBinaries() error {
+	for _, bin := range []string{"podrouted", "podroute", "podroute-cni"} {
+		if _, err := os.Stat(filepath.Join(g.binDir, bin)); err != nil {
+			return fmt.Errorf("%s not found in %s: build with `make build` or pass --bin-dir", bin, g.binDir)
+		}
+	}
+	return nil
 }

@@ -373,17 +373,7 @@ func checkNothingLeft(t *testing.T, run, dir string, st *lab.State) {
 // allocated reports whether a is in the IPAM store in dir.
 func allocated(dir string, a netip.Addr) bool {
 	st, err := ipam.ReadState(dir)
-	if err != nil {
-		return false
-	}
-	for _, al := range st.Allocations {
-		for _, x := range al.Addrs {
-			if x == a {
-				return true
-			}
-		}
-	}
-	return false
+	return err == nil && st.Holds(a)
 }
 
 // syncBuffer collects ginkgo's output (written from the runner's

@@ -285,7 +285,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return n, err
 		}
 		if err := n.waitFor(ctx, kp, "healthz", n.healthz("http://127.0.0.1:10256/healthz")); err != nil {
-			return n, err
+			// kube-proxy is unhealthy until it has seen its Node
+			// ("nodeEligible": false), which kubelet registers.
+			return n, fmt.Errorf("%w\nend of %s:\n%s", err, kl.log, tail(kl.log, 15))
 		}
 		n.timings.Proxy = time.Since(t0)
 	}

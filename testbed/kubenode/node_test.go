@@ -32,7 +32,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/podroute/podroute/cni"
 	"github.com/podroute/podroute/ipam"
@@ -381,7 +380,7 @@ func TestTwoRealNodes(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		if err := poll(ctx, 2*time.Minute, func() error { return nodeReady(ctx, cs, n.name) }); err != nil {
+		if err := poll(ctx, 2*time.Minute, func() error { return kubenode.NodeReady(ctx, cs, n.name) }); err != nil {
 			t.Fatalf("node %s Ready: %v", n.name, err)
 		}
 	}
@@ -670,36 +669,10 @@ func exec2(ctx context.Context, argv ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-func nodeReady(ctx context.Context, cs kubernetes.Interface, name string) error {
-	node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return nil
-			}
-			return fmt.Errorf("Ready=%s: %s", c.Status, c.Message)
-		}
-	}
-	return errors.New("no Ready condition yet")
-}
-
 func allocated(t *testing.T, dir string, a netip.Addr) bool {
 	t.Helper()
 	st, err := ipam.ReadState(dir)
-	if err != nil {
-		return false
-	}
-	for _, al := range st.Allocations {
-		for _, x := range al.Addrs {
-			if x == a {
-				return true
-			}
-		}
-	}
-	return false
+	return err == nil && st.Holds(a)
 }
 
 func poll(ctx context.Context, d time.Duration, f func() error) error {

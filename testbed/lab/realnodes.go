@@ -321,7 +321,7 @@ func (l *Lab) startKubePods(ctx context.Context) error {
 	err := poll(ctx, 3*time.Minute, 500*time.Millisecond, func() error {
 		var notReady []string
 		for _, n := range l.Plan.Nodes {
-			if err := nodeReady(ctx, cs, n.Name); err != nil {
+			if err := kubenode.NodeReady(ctx, cs, n.Name); err != nil {
 				notReady = append(notReady, n.Name+": "+err.Error())
 			}
 		}
@@ -447,22 +447,6 @@ func podWhy(p *corev1.Pod) string {
 		}
 	}
 	return "(" + string(p.Status.Phase) + ")"
-}
-
-func nodeReady(ctx context.Context, cs kubernetes.Interface, name string) error {
-	node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				return nil
-			}
-			return fmt.Errorf("Ready=%s (%s)", c.Status, c.Message)
-		}
-	}
-	return errors.New("no Ready condition yet")
 }
 
 // poll calls f until it returns nil, ctx ends or d passes.
