@@ -28,14 +28,13 @@ type Namespace struct {
 // IPv6 duplicate address detection would hold new addresses in "tentative"
 // (unusable) state for a second or more, making tests slow and flaky. Both
 // "all" and "default" are set so interfaces created later inherit the value.
-// ECMP hashes on the 5-tuple (policy 1), as data-centre switches do: with
-// Linux's default (addresses only) every connection of one client takes
-// the same next hop, so a Service advertised from several nodes would
-// never spread one client's connections over them.
+// ECMP keeps Linux's default hash (addresses only, fib_multipath_hash_policy
+// 0): one client always reaches the same node, so ClientIP session affinity
+// of a Service advertised from several nodes holds (each node's kube-proxy
+// keeps its own affinity table). Hashing on ports would spread one client's
+// connections over the nodes and break it.
 var RouterSysctls = []struct{ Key, Value string }{
 	{"net.ipv4.ip_forward", "1"},
-	{"net.ipv4.fib_multipath_hash_policy", "1"},
-	{"net.ipv6.fib_multipath_hash_policy", "1"},
 	{"net.ipv6.conf.all.forwarding", "1"},
 	{"net.ipv6.conf.all.accept_dad", "0"},
 	{"net.ipv6.conf.default.accept_dad", "0"},
