@@ -378,8 +378,9 @@ func (c *Controller) pass(ctx context.Context) (failed bool) {
 			// Without resourceVersions (a fake clientset) the informer
 			// copy is stale only while it lacks what was written and
 			// shows no later change of type.
+			lacksWrite := !slices.Equal(info.IngressIPs, p.svc.IngressIPs) || info.HasCleanupFinalizer != p.svc.HasCleanupFinalizer
 			if p.svc.UID == info.UID && info.ResourceVersion == p.staleRV && now.Before(p.until) &&
-				!slices.Equal(info.IngressIPs, p.svc.IngressIPs) && info.Type == p.svc.Type {
+				lacksWrite && info.Type == p.svc.Type {
 				info = p.svc
 			} else {
 				delete(c.pins, info.Key())
@@ -425,21 +426,20 @@ func (c *Controller) pass(ctx context.Context) (failed bool) {
 // next pass decides again from the new state.
 func (c *Controller) write(ctx context.Context, d Decision) error {
 	s := d.Service
-	if d.Finalizer == FinalizerAdd {
-		// First the finalizer, then the addresses: a Service never holds
-		// an address without it.
-		rv, err := c.patchFinalizer(ctx, s, true)
+	if d.Finalizer != FinalizerKeep {
+		// On adding: first the finalizer, then the addresses, so a
+		// Service never holds an address without it.
+		out, err := c.patchFinalizer(ctx, s, d.Finalizer == FinalizerAdd)
 		if err != nil {
 			return err
 		}
-		s.ResourceVersion, s.HasCleanupFinalizer = rv, true
-	}
-	if d.Finalizer == FinalizerRemove {
-		if _, err := c.patchFinalizer(ctx, s, false); err != nil {
-			return err
+		written, _ := cluster.ParseService(out)
+		c.pins[s.Key()] = pin{svc: written, staleRV: s.ResourceVersion, until: time.Now().Add(pinLife)}
+		if d.Finalizer == FinalizerRemove {
+			c.log.Info("cleanup finalizer removed", "service", s.Key(), "deleting", s.Deleting, "type", s.Type)
+			return nil
 		}
-		c.log.Info("cleanup finalizer removed", "service", s.Key(), "deleting", s.Deleting, "type", s.Type)
-		return nil
+		s.ResourceVersion, s.HasCleanupFinalizer = out.ResourceVersion, true
 	}
 	if !d.Change {
 		return nil
@@ -479,8 +479,8 @@ func (c *Controller) write(ctx context.Context, d Decision) error {
 
 // patchFinalizer adds or removes cluster.LoadBalancerCleanupFinalizer
 // with a strategic merge patch, which leaves every other finalizer as it
-// is, on the resourceVersion Plan saw; it returns the new one.
-func (c *Controller) patchFinalizer(ctx context.Context, s cluster.ServiceInfo, add bool) (string, error) {
+// is, on the resourceVersion Plan saw; it returns the Service written.
+func (c *Controller) patchFinalizer(ctx context.Context, s cluster.ServiceInfo, add bool) (*corev1.Service, error) {
 	meta := map[string]any{}
 	if add {
 		meta["finalizers"] = []string{cluster.LoadBalancerCleanupFinalizer}
@@ -492,14 +492,10 @@ func (c *Controller) patchFinalizer(ctx context.Context, s cluster.ServiceInfo, 
 	}
 	raw, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	out, err := c.opts.Client.CoreV1().Services(s.Namespace).Patch(ctx, s.Name, types.StrategicMergePatchType, raw,
+	return c.opts.Client.CoreV1().Services(s.Namespace).Patch(ctx, s.Name, types.StrategicMergePatchType, raw,
 		metav1.PatchOptions{FieldManager: "podrouted"})
-	if err != nil {
-		return "", err
-	}
-	return out.ResourceVersion, nil
 }
 
 func removed(before, after []netip.Addr) []netip.Addr {
