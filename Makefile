@@ -49,7 +49,7 @@ vet:
 # ginkgo's processes would otherwise share two cores with the
 # timing-sensitive namespace tests.
 TEST_LOG ?= test-output.log
-REALNODE_TESTS := ^(TestE2EKubernetes|TestTwoRealNodes)$$
+REALNODE_TESTS := ^(TestE2EKubernetes|TestE2EKubernetesDualStack|TestTwoRealNodes)$$
 test: deps k8s-tools k8s-node-tools e2e-tools images vet
 	@echo "$(GO) test -count=1 -timeout 45m -v $(GOTESTFLAGS) -skip '$(REALNODE_TESTS)' ./...   (full output: $(TEST_LOG))"
 	@echo "$(GO) test -count=1 -timeout 45m -v -p 1 $(GOTESTFLAGS) -run '$(REALNODE_TESTS)' ./testbed/kubenode ./testbed/e2e"

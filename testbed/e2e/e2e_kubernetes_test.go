@@ -47,103 +47,11 @@ const conformanceSpecs = 47
 // sig-network Conformance specs (skipped with -short or
 // PODROUTE_E2E_CONFORMANCE=0) and checks the teardown.
 func TestE2EKubernetes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: starts a control plane and four real kubelet nodes")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create network namespaces")
-	}
-	for _, bin := range []string{"/usr/lib/frr/bgpd", "/usr/lib/frr/zebra"} {
-		if _, err := os.Stat(bin); err != nil {
-			t.Skipf("skipping: needs FRR (apt-get install frr): %v", err)
-		}
-	}
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Skipf("skipping: needs ping (apt-get install iputils-ping): %v", err)
-	}
-	var missing []string
-	if err := k8sharness.CheckBinaries("", "", true); err != nil {
-		missing = append(missing, err.Error())
-	}
-	if err := kubenode.CheckBinaries(""); err != nil {
-		missing = append(missing, err.Error())
-	}
-	if _, err := images.Paths(""); err != nil {
-		missing = append(missing, err.Error())
-	}
-	if err := k8se2e.CheckBinaries(""); err != nil {
-		missing = append(missing, err.Error())
-	}
-	if len(missing) > 0 {
-		t.Skipf("skipping the real-node lab: %s (make k8s-tools k8s-node-tools e2e-tools images, which make test runs first)", strings.Join(missing, "; "))
-	}
-	binDir := testenv.Binaries(t)
-	// Not t.TempDir(): FRR (user frr) must traverse the state dir.
-	dir, err := os.MkdirTemp("", "podroute-e2e-k8s-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	_, varLibCNIBefore := os.Stat("/var/lib/cni")
-
-	var running *lab.Lab
-	var run string
-	tornDown := false
-	teardown := func() {
-		if tornDown {
-			return
-		}
-		tornDown = true
-		st, _ := lab.ReadState(dir)
-		if t.Failed() && st != nil && st.Kubernetes != nil {
-			for _, n := range []string{"node-1", "node-3"} {
-				for _, c := range []string{"kubelet", "containerd"} {
-					b, _ := os.ReadFile(filepath.Join(st.Kubernetes.NodeBase, n, "logs", c+".log"))
-					lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-					t.Logf("%s %s log (tail):\n%s", n, c, strings.Join(lines[max(0, len(lines)-20):], "\n"))
-				}
-			}
-		}
-		if running != nil {
-			// Down in Kubernetes mode is Teardown from the state file, as
-			// `podroute-lab down` after a crash: nothing of this process's
-			// memory is used.
-			if err := running.Down(); err != nil {
-				t.Errorf("teardown: %v", err)
-			}
-		}
-		if err := lab.Teardown(dir); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-		if run != "" {
-			checkNothingLeft(t, run, dir, st)
-		}
-		if _, err := os.Stat("/var/lib/cni"); (err == nil) != (varLibCNIBefore == nil) {
-			t.Errorf("/var/lib/cni existed before: %v, after: %v", varLibCNIBefore == nil, err == nil)
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	}
-	t.Cleanup(teardown)
-
-	out := &logWriter{t: t}
-	topo, err := topology.Load("leafspine")
-	if err != nil {
-		t.Fatal(err)
-	}
-	running, err = lab.Up(ctx, topo, lab.Options{
-		StateDir: dir, BinDir: binDir, Out: out, ConvergeTimeout: 2 * time.Minute,
-		Kubernetes: k8se2e.LabOptions("", manifestsDir(t)),
-	})
-	if err != nil {
-		t.Fatalf("lab did not come up in Kubernetes mode: %v", err)
-	}
-	run = running.RunID()
+	running, dir, teardown := upRealNodeLab(t, ctx, "leafspine")
+	topo := running.Plan.Topology
+	run := running.RunID()
 	t.Logf("E2E figure: real-node leafspine (4 kubelet nodes, control plane, 4 FRR routers) up in %s", running.Startup)
 
 	// Pod CIDRs are nodeipam's, and podrouted announces exactly those.
@@ -333,6 +241,109 @@ func TestE2EKubernetes(t *testing.T) {
 	start := time.Now()
 	teardown()
 	t.Logf("E2E figure: real-node lab teardown took %.1fs", time.Since(start).Seconds())
+}
+
+// upRealNodeLab brings topology topoName up as a real cluster (skipping
+// the test when root, FRR or the built Kubernetes pieces are missing) and
+// registers its teardown, which also checks that nothing is left; calling
+// the returned teardown earlier does it at once (once).
+func upRealNodeLab(t *testing.T, ctx context.Context, topoName string) (*lab.Lab, string, func()) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: starts a control plane and four real kubelet nodes")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces")
+	}
+	for _, bin := range []string{"/usr/lib/frr/bgpd", "/usr/lib/frr/zebra"} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("skipping: needs FRR (apt-get install frr): %v", err)
+		}
+	}
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skipf("skipping: needs ping (apt-get install iputils-ping): %v", err)
+	}
+	var missing []string
+	if err := k8sharness.CheckBinaries("", "", true); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if err := kubenode.CheckBinaries(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if _, err := images.Paths(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if err := k8se2e.CheckBinaries(""); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if len(missing) > 0 {
+		t.Skipf("skipping the real-node lab: %s (make k8s-tools k8s-node-tools e2e-tools images, which make test runs first)", strings.Join(missing, "; "))
+	}
+	binDir := testenv.Binaries(t)
+	// Not t.TempDir(): FRR (user frr) must traverse the state dir.
+	dir, err := os.MkdirTemp("", "podroute-e2e-k8s-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, varLibCNIBefore := os.Stat("/var/lib/cni")
+
+	var running *lab.Lab
+	var run string
+	tornDown := false
+	teardown := func() {
+		if tornDown {
+			return
+		}
+		tornDown = true
+		st, _ := lab.ReadState(dir)
+		if t.Failed() && st != nil && st.Kubernetes != nil {
+			for _, n := range []string{"node-1", "node-3"} {
+				for _, c := range []string{"kubelet", "containerd"} {
+					b, _ := os.ReadFile(filepath.Join(st.Kubernetes.NodeBase, n, "logs", c+".log"))
+					lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+					t.Logf("%s %s log (tail):\n%s", n, c, strings.Join(lines[max(0, len(lines)-20):], "\n"))
+				}
+			}
+		}
+		if running != nil {
+			// Down in Kubernetes mode is Teardown from the state file, as
+			// `podroute-lab down` after a crash: nothing of this process's
+			// memory is used.
+			if err := running.Down(); err != nil {
+				t.Errorf("teardown: %v", err)
+			}
+		}
+		if err := lab.Teardown(dir); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		if run != "" {
+			checkNothingLeft(t, run, dir, st)
+		}
+		if _, err := os.Stat("/var/lib/cni"); (err == nil) != (varLibCNIBefore == nil) {
+			t.Errorf("/var/lib/cni existed before: %v, after: %v", varLibCNIBefore == nil, err == nil)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	}
+	t.Cleanup(teardown)
+
+	topo, err := topology.Load(topoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, err = lab.Up(ctx, topo, lab.Options{
+		StateDir: dir, BinDir: binDir, Out: &logWriter{t: t}, ConvergeTimeout: 2 * time.Minute,
+		Kubernetes: k8se2e.LabOptions("", manifestsDir(t)),
+	})
+	if err != nil {
+		t.Fatalf("lab did not come up in Kubernetes mode: %v", err)
+	}
+	run = running.RunID()
+	return running, dir, teardown
 }
 
 // checkNothingLeft: no namespace, process, cgroup or mount of the run.

@@ -16,6 +16,7 @@ import (
 	"github.com/podroute/podroute/internal/testutil"
 	"github.com/podroute/podroute/testbed/images"
 	"github.com/podroute/podroute/testbed/lab"
+	"github.com/podroute/podroute/testbed/topology"
 )
 
 // servicesFromOutside is issue 12's proof on real nodes: a client outside
@@ -121,33 +122,86 @@ spec:
 			return nil
 		})
 	}
+	// fibHops is the number of next hops router has installed for prefix
+	// (zebra's selected route, in the kernel): ECMP shows as several.
+	fibHops := func(router, prefix string) int {
+		routes, err := running.FRR(router).Routes("ipv4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range routes[prefix] {
+			if r.Selected {
+				for _, h := range r.NextHops {
+					if h.FIB {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	spine := st.ClientRouter
+	wantSpineHops := func(what, prefix string, want int) {
+		t.Helper()
+		testutil.EventuallyEvery(t, 20*time.Millisecond, 10*time.Second, what, func() error {
+			if n := fibHops(spine, prefix); n != want {
+				return fmt.Errorf("%s: %s has %d next hops in its FIB, want %d", prefix, spine, n, want)
+			}
+			return nil
+		})
+	}
 	// Local: each rack's ToR has the /32 from the node with the endpoint
 	// only (node-2 and node-4 have none).
 	local := map[string][]string{torOf(nodeA): {addrOf(nodeA)}, torOf(nodeB): {addrOf(nodeB)}}
 	for _, a := range []netip.Addr{lbIP, extIP} {
 		wantHops("Local: "+a.String()+"/32 from the nodes with an endpoint only", a.String()+"/32", local, 30*time.Second)
+		// The spine spreads it over both racks.
+		wantSpineHops("ECMP at "+spine+" over both ToRs", a.String()+"/32", 2)
 	}
 
-	client := func(url string) (string, error) {
-		c, err := running.Command(ctx, lab.KubeClientElement, "curl", "-sS", "--max-time", "2", url)
+	clientFrom := func(src, url string) (string, error) {
+		c, err := running.Command(ctx, lab.KubeClientElement, "curl", "-sS", "--max-time", "2", "--interface", src, url)
 		if err != nil {
 			return "", err
 		}
 		out, err := c.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
+	client := func(url string) (string, error) { return clientFrom(st.ClientAddress, url) }
 	// Through the fabric from outside, the pod sees the client's address.
 	for _, a := range []netip.Addr{lbIP, extIP} {
-		got, err := client(fmt.Sprintf("http://%s/clientip", a))
-		if err != nil || !strings.HasPrefix(got, st.ClientAddress+":") {
-			t.Errorf("client -> http://%s/clientip: %q, %v; want %s:PORT (source address kept with Local)", a, got, err, st.ClientAddress)
+		seen, took := clientIPSeen(t, ctx, running, a)
+		if seen.String() != st.ClientAddress {
+			t.Errorf("client -> http://%s/clientip: the pod saw %s, want %s (source address kept with Local)", a, seen, st.ClientAddress)
 		}
+		t.Logf("client -> %s: first answer after %v", a, took.Round(time.Millisecond))
 	}
-	t.Logf("E2E figure: services: client %s (behind a spine) reaches LoadBalancer %s and external IP %s; with Local the pods see %s, and each ToR has the /32s from its node with an endpoint only",
+	t.Logf("E2E figure: services: client %s (behind a spine) reaches LoadBalancer %s and external IP %s; with Local the pods see %s, and each ToR has the /32s from its node with an endpoint only, the spine both ToRs (ECMP)",
 		st.ClientAddress, lbIP, extIP, st.ClientAddress)
 
-	// Scale node-3's endpoints to zero while the client keeps asking.
+	// Scale node-3's endpoints to zero while clients keep asking. The
+	// routers hash ECMP on addresses, so one source always takes the same
+	// rack: 16 client addresses make both racks carry some of them.
+	clientIf := topology.IfName("eth-" + st.ClientRouter)
+	var sources []string
+	for i := range 16 {
+		src := netip.MustParsePrefix(lab.KubeClientSubnet4).Addr()
+		for range 20 + i {
+			src = src.Next()
+		}
+		sources = append(sources, src.String())
+		c, err := running.Command(ctx, lab.KubeClientElement, "ip", "addr", "add", src.String()+"/24", "dev", clientIf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("client address %s: %v: %s", src, err, out)
+		}
+	}
 	var sent, failed atomic.Int64
+	var scaled atomic.Bool
+	answeredBefore := map[string]int{}
 	var mu sync.Mutex
 	answered := map[string]int{}
 	stop := make(chan struct{})
@@ -161,8 +215,8 @@ spec:
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			sent.Add(1)
-			got, err := client(fmt.Sprintf("http://%s/hostname", lbIP))
+			n := sent.Add(1)
+			got, err := clientFrom(sources[int(n)%len(sources)], fmt.Sprintf("http://%s/hostname", lbIP))
 			if err != nil {
 				failed.Add(1)
 				continue
@@ -174,11 +228,21 @@ spec:
 				}
 			}
 			mu.Lock()
-			answered[who]++
+			if scaled.Load() {
+				answered[who]++
+			} else {
+				answeredBefore[who]++
+			}
 			mu.Unlock()
 		}
 	}()
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	if answeredBefore["web-b"] == 0 || answeredBefore["web-a"] == 0 {
+		t.Errorf("before the scale-down, 16 client addresses were answered by %v: want both racks' endpoints (web-a on %s, web-b on %s)", answeredBefore, nodeA, nodeB)
+	}
+	mu.Unlock()
+	scaled.Store(true)
 	begin := time.Now()
 	if out, err := running.Kubectl(ctx, "-n", ns, "scale", "deployment/web-b", "--replicas=0"); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -200,12 +264,16 @@ spec:
 	})
 	wantHops(nodeB+"'s /32 withdrawn", lbIP.String()+"/32",
 		map[string][]string{torOf(nodeA): {addrOf(nodeA)}, torOf(nodeB): nil}, 10*time.Second)
+	wantSpineHops(spine+" left with one ToR", lbIP.String()+"/32", 1)
 	total := time.Since(begin)
 	time.Sleep(2 * time.Second) // requests after the withdrawal
 	close(stop)
 	wg.Wait()
-	t.Logf("E2E figure: services: %s scaled to zero on %s: no ready endpoint there %.0f ms after the scale, its /32 gone from %s's RIB %.0f ms after the scale; client requests meanwhile %d sent, %d failed, answered by %v",
-		ns+"/web-b", nodeB, notReady.Seconds()*1000, torOf(nodeB), total.Seconds()*1000, sent.Load(), failed.Load(), fmt.Sprint(answered))
+	if answered["web-a"] == 0 {
+		t.Errorf("after the scale-down no request was answered by web-a (answers: %v)", answered)
+	}
+	t.Logf("E2E figure: services: %s scaled to zero on %s: no ready endpoint there %.0f ms after the scale, its /32 gone from %s's RIB %.0f ms after the scale; requests from 16 client addresses %d sent (answered by %v before the scale), %d failed, answered by %v after",
+		ns+"/web-b", nodeB, notReady.Seconds()*1000, torOf(nodeB), total.Seconds()*1000, sent.Load(), fmt.Sprint(answeredBefore), failed.Load(), fmt.Sprint(answered))
 	if after := total - notReady; after > time.Second {
 		t.Errorf("%s's /32 withdrawn %v after its last endpoint stopped being ready, want under 1 s", nodeB, after)
 	}
@@ -223,6 +291,11 @@ spec:
 		all[torOf(np.Name)] = append(all[torOf(np.Name)], addrOf(np.Name))
 	}
 	took := wantHops("Cluster: the /32 from every node", lbIP.String()+"/32", all, 30*time.Second)
+	for _, tor := range []string{torOf(nodeA), torOf(nodeB)} {
+		if n := fibHops(tor, lbIP.String()+"/32"); n != len(all[tor]) {
+			t.Errorf("Cluster: %s has %d next hops for %s/32 in its FIB, want %d (ECMP over its nodes)", tor, n, lbIP, len(all[tor]))
+		}
+	}
 	got, err := client(fmt.Sprintf("http://%s/hostname", lbIP))
 	if err != nil || !strings.HasPrefix(got, "web-a-") {
 		t.Errorf("client -> %s with Cluster: %q, %v; want an answer from web-a", lbIP, got, err)
@@ -234,7 +307,11 @@ spec:
 	}
 }
 
-// deployment is one netexec replica pinned to node, labelled app=web.
+// deployment is one netexec replica pinned to node, labelled app=web. It
+// drains as a Service backend should: a preStop sleep keeps it serving for
+// 2 s after its deletion begins (netexec itself exits on SIGTERM at once),
+// while its endpoint is already not ready, so that podroute withdraws the
+// node's address and kube-proxy moves new connections before it stops.
 func deployment(ns, name, node string) string {
 	return fmt.Sprintf(`---
 apiVersion: apps/v1
@@ -253,5 +330,145 @@ spec:
           image: %[4]s
           imagePullPolicy: IfNotPresent
           args: [netexec, --http-port=8080]
-          readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}`, ns, name, node, images.AgnhostImage)
+          readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+          lifecycle: {preStop: {sleep: {seconds: 2}}}`, ns, name, node, images.AgnhostImage)
+}
+
+// TestE2EKubernetesDualStack brings the dual-stack leaf-spine lab up as a
+// real cluster (IPv4 and IPv6 pod CIDRs, Service ranges and pools) and
+// checks a dual-stack LoadBalancer Service with externalTrafficPolicy
+// Local from the outside client: both of its addresses are advertised by
+// the node with the endpoint, reached through the fabric, and the pod sees
+// the client's own address of each family.
+func TestE2EKubernetesDualStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	running, _, _ := upRealNodeLab(t, ctx, "dualstack")
+	t.Logf("E2E figure: dual-stack real-node leafspine up in %s", running.Startup)
+	st := running.KubeState()
+	if st == nil || st.ClientNamespace == "" {
+		t.Fatal("the real-node lab has no outside client")
+	}
+	const ns = "dual"
+	node := "node-3"
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s}
+%[2]s
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: %[1]s}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`, ns, deployment(ns, "web-a", node))
+	path := filepath.Join(t.TempDir(), "dual.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := running.Kubectl(ctx, "apply", "-f", path); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if out, err := running.Kubectl(ctx, "-n", ns, "rollout", "status", "deployment/web-a", "--timeout=2m"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var ingress []netip.Addr
+	testutil.Eventually(t, 30*time.Second, "an IPv4 and an IPv6 LoadBalancer address", func() error {
+		out, err := running.Kubectl(ctx, "-n", ns, "get", "service", "web", "-o", `jsonpath={range .status.loadBalancer.ingress[*]}{.ip}{" "}{end}`)
+		if err != nil {
+			return err
+		}
+		ingress = nil
+		for _, f := range strings.Fields(string(out)) {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return err
+			}
+			ingress = append(ingress, a)
+		}
+		if len(ingress) != 2 || !ingress[0].Is4() || !ingress[1].Is6() {
+			return fmt.Errorf("ingress %v", ingress)
+		}
+		return nil
+	})
+	pools := []netip.Prefix{netip.MustParsePrefix(lab.KubeLoadBalancerPool), netip.MustParsePrefix(lab.KubeLoadBalancerPool6)}
+	np := running.Node(node)
+	var tor string
+	for _, lan := range running.Plan.Topology.LANs {
+		if lan.Gateway != "" && slices.Contains(lan.Members, node) {
+			tor = lan.Gateway
+		}
+	}
+	for i, a := range ingress {
+		if !pools[i].Contains(a) {
+			t.Errorf("LoadBalancer address %s is not from the lab's pool %s", a, pools[i])
+		}
+		family, bits, want := "ipv4", 32, np.Addresses()[0].String()
+		if a.Is6() {
+			family, bits = "ipv6", 128
+			for _, na := range np.Addresses() {
+				if na.Is6() {
+					want = na.String()
+				}
+			}
+		}
+		prefix := netip.PrefixFrom(a, bits).String()
+		testutil.Eventually(t, 30*time.Second, prefix+" at "+tor+" from "+node, func() error {
+			rib, err := running.FRR(tor).RIB(family)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(rib[prefix], want) {
+				return fmt.Errorf("%s has %s via %v", tor, prefix, rib[prefix])
+			}
+			return nil
+		})
+		seen, took := clientIPSeen(t, ctx, running, a)
+		clientAddr := netip.MustParsePrefix(lab.KubeClientSubnet4).Addr().Next().Next()
+		if a.Is6() {
+			clientAddr = netip.MustParsePrefix(lab.KubeClientSubnet6).Addr().Next().Next()
+		}
+		if seen != clientAddr {
+			t.Errorf("client -> %s/clientip: the pod saw %s, want %s (the client's own address)", a, seen, clientAddr)
+		}
+		t.Logf("E2E figure: dual-stack: client reaches LoadBalancer %s (%s from %s at %s, first answer after %v), the pod sees %s",
+			a, prefix, node, tor, took.Round(time.Millisecond), seen)
+	}
+}
+
+// clientIPSeen asks http://a/clientip (agnhost netexec) from the outside
+// client until it answers (kube-proxy programs a new address a moment
+// after it is allocated and advertised; 30 s at most) and returns the
+// source address the pod saw, and how long the first answer took.
+func clientIPSeen(t *testing.T, ctx context.Context, running *lab.Lab, a netip.Addr) (netip.Addr, time.Duration) {
+	t.Helper()
+	url := "http://" + netip.AddrPortFrom(a, 80).String() + "/clientip"
+	var seen netip.Addr
+	var first error
+	took := testutil.Eventually(t, 30*time.Second, "an answer from "+url+" to the outside client", func() error {
+		c, err := running.Command(ctx, lab.KubeClientElement, "curl", "-sS", "--max-time", "3", url)
+		if err != nil {
+			return err
+		}
+		out, err := c.CombinedOutput()
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+				t.Logf("%s from the outside client, first try: %v", url, first)
+			}
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(string(out)))
+		if err != nil {
+			return fmt.Errorf("answer %q: %v", out, err)
+		}
+		seen = ap.Addr()
+		return nil
+	})
+	return seen, took
 }

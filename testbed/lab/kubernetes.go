@@ -161,6 +161,7 @@ type KubeState struct {
 	// no spine to put it behind; ClientAddress its IPv4 address.
 	ClientNamespace string `json:"clientNamespace,omitempty"`
 	ClientAddress   string `json:"clientAddress,omitempty"`
+	ClientRouter    string `json:"clientRouter,omitempty"` // the spine it is behind
 	Dir             string `json:"dir"`
 	APIServer       string `json:"apiServer,omitempty"`
 	AdminKubeconfig string `json:"adminKubeconfig,omitempty"`
@@ -229,6 +230,7 @@ func (l *Lab) buildKubeClient() error {
 	if err := l.state.update(func(s *State) {
 		s.Kubernetes.ClientNamespace = l.nsName(KubeClientElement)
 		s.Kubernetes.ClientAddress = c.Iface.Addrs[0].Addr().String()
+		s.Kubernetes.ClientRouter = c.Router
 	}); err != nil {
 		return err
 	}
@@ -267,7 +269,7 @@ func (l *Lab) startKubernetes(ctx context.Context) error {
 	cp, err := l.kube.opts.Start(ctx, KubeControlPlaneSpec{
 		Dir: l.kubeDir(), Netns: l.ns[KubeCPElement], BindAddress: kp.ControlPlane.Address.String(), Port: KubeAPIServerPort,
 		ClusterCIDRs: kp.ClusterCIDRs, NodeCIDRMaskSizeIPv4: kp.NodeMask4, NodeCIDRMaskSizeIPv6: kp.NodeMask6,
-		ServiceClusterIPRanges: []string{KubeServiceCIDR},
+		ServiceClusterIPRanges: kp.ServiceCIDRs,
 		NodeNames:              names, ProxyToken: proxyToken, Controllers: kubeRealNodeControllers,
 		// exec, logs and port-forward reach kubelet at the node's fabric
 		// address rather than resolving its name.
@@ -457,16 +459,12 @@ func (l *Lab) kubectlCacheDir() string { return filepath.Join(l.opts.StateDir, "
 // (podrouted sets it to False, reason PodrouteIsUp, once its routes and
 // sessions are up).
 func (l *Lab) NodeNetworkConditions(ctx context.Context) (map[string]corev1.NodeCondition, error) {
-	out, err := l.Kubectl(ctx, "get", "nodes", "-o", "json")
+	nodes, err := l.KubeNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var list corev1.NodeList
-	if err := json.Unmarshal(out, &list); err != nil {
-		return nil, fmt.Errorf("kubectl get nodes: %w", err)
-	}
 	conds := map[string]corev1.NodeCondition{}
-	for _, n := range list.Items {
+	for _, n := range nodes {
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeNetworkUnavailable {
 				conds[n.Name] = c
@@ -511,6 +509,10 @@ func (l *Lab) PrintKubernetes(ctx context.Context, w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "API server %s (namespace %s; admin kubeconfig %s)\n", k.APIServer, k.Namespace, k.AdminKubeconfig)
+	if k.ClientNamespace != "" {
+		fmt.Fprintf(w, "outside client %s (namespace %s, behind %s): LoadBalancer pool %s, external IPs %s\n",
+			k.ClientAddress, k.ClientNamespace, k.ClientRouter, KubeLoadBalancerPool, KubeExternalIPRange)
+	}
 	out, err := l.Kubectl(ctx, "get", "nodes", "-o",
 		`custom-columns=NODE:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,INTERNAL-IP:.status.addresses[?(@.type=="InternalIP")].address,`+
 			`POD-CIDRS:.spec.podCIDRs,RACK:.metadata.labels.topology\.podroute\.io/rack,AS:.metadata.annotations.podroute\.io/asn,`+

@@ -19,6 +19,10 @@ import (
 const (
 	KubeLoadBalancerPool = "10.250.0.0/24"
 	KubeExternalIPRange  = "10.251.0.0/24"
+	// IPv6 too in dual-stack topologies.
+	KubeLoadBalancerPool6 = "fd00:250::/120"
+	KubeExternalIPRange6  = "fd00:251::/120"
+	KubeServiceCIDR6      = "fd00:10:96::/112"
 )
 
 // The outside client's network: documentation ranges (RFC 5737, RFC
@@ -51,6 +55,9 @@ type KubePlan struct {
 	// --node-ip); spec.podCIDRs is left to nodeipam.
 	Nodes        []corev1.Node
 	ClusterCIDRs []string
+	// ServiceCIDRs are kube-apiserver's Service ranges: IPv4, and IPv6 in
+	// a dual-stack topology.
+	ServiceCIDRs []string
 	NodeMask4    int
 	NodeMask6    int
 }
@@ -274,6 +281,15 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 		}
 	}
 	mesh := meshLANs > 0
+	lbPool, extIPs := []string{KubeLoadBalancerPool}, []cluster.ServiceRange{{CIDR: KubeExternalIPRange}}
+	kp.ServiceCIDRs = []string{KubeServiceCIDR}
+	lbRanges := []cluster.ServiceRange{{CIDR: KubeLoadBalancerPool}}
+	if t.IPv6 {
+		lbPool = append(lbPool, KubeLoadBalancerPool6)
+		lbRanges = append(lbRanges, cluster.ServiceRange{CIDR: KubeLoadBalancerPool6})
+		extIPs = append(extIPs, cluster.ServiceRange{CIDR: KubeExternalIPRange6})
+		kp.ServiceCIDRs = append(kp.ServiceCIDRs, KubeServiceCIDR6)
+	}
 	kp.Configuration = cluster.BGPConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: cluster.Group + "/" + cluster.Version, Kind: "BGPConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: cluster.BGPConfigurationName},
@@ -282,10 +298,10 @@ func NewKubePlan(p *topology.Plan) (*KubePlan, error) {
 			// the fabric routes them (and external IPs of the lab's range)
 			// to the nodes that serve them, as the LoadBalancer and
 			// ExternalIP e2e specs (make e2e SUITE=services) need.
-			ServiceLoadBalancerIPs: []cluster.ServiceRange{{CIDR: KubeLoadBalancerPool}},
-			ServiceExternalIPs:     []cluster.ServiceRange{{CIDR: KubeExternalIPRange}},
+			ServiceLoadBalancerIPs: lbRanges,
+			ServiceExternalIPs:     extIPs,
 			LoadBalancer: &cluster.LoadBalancerSpec{Pools: []cluster.LoadBalancerPool{
-				{Name: "lab", CIDRs: []string{KubeLoadBalancerPool}},
+				{Name: "lab", CIDRs: lbPool},
 			}},
 		},
 	}
