@@ -3,8 +3,11 @@
 // and nodes running podrouted, plugs pods in with podroute-cni as kubelet
 // would, and in Kubernetes mode adds a control plane in a namespace of its
 // own and makes every node a real Kubernetes node (containerd, kubelet and
-// kube-proxy through testbed/kubenode, beside podrouted), with CoreDNS and
-// the lab's pods as real Pods. It records everything it creates in
+// kube-proxy through testbed/kubenode, beside podrouted), with CoreDNS,
+// the lab's pods as real Pods, Service address ranges and LoadBalancer
+// pools in BGPConfiguration, and a client outside the cluster behind a
+// spine (its own namespace, documentation addresses) that reaches
+// Services through the routers as users do. It records everything it creates in
 // a state directory so that another process (`podroute-lab status`, `down`,
 // `exec`) can attach to the lab or tear it down, also after a crash, and it
 // answers questions about a running lab: convergence, BGP sessions, the
