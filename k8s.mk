@@ -38,7 +38,7 @@ k8s-tools: k8s-etcd
 	if [ $$ok = 1 ] && "$$bin/kube-apiserver" --version 2>/dev/null | grep -qx 'Kubernetes $(K8S_VERSION)'; then \
 		echo "k8s-tools: $(K8S_COMMANDS) $(K8S_VERSION) already in $$bin"; exit 0; \
 	fi; \
-	echo "k8s-tools: building $(K8S_COMMANDS) $(K8S_VERSION) into $$bin (about 9 min on 2 cores from cold)"; \
+	echo "k8s-tools: building $(K8S_COMMANDS) $(K8S_VERSION) into $$bin (4-9 min on 2 cores from cold)"; \
 	mkdir -p "$$bin"; tmp=$$(mktemp -d "$$bin/.build.XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
 	start=$$(date +%s); \
 	cd '$(K8S_TOOLS_MOD)' && $(GO) build -trimpath -ldflags '$(K8S_LDFLAGS)' -o "$$tmp/" \
