@@ -18,11 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podroute/podroute/testbed/images"
 	"github.com/podroute/podroute/testbed/netns"
 )
 
-// Version is the Kubernetes release k8s.mk builds and the harness expects.
-const Version = "v1.36.0"
+// Version is the Kubernetes release k8s.mk builds and the harness expects
+// (one constant for the harness, the nodes and the images).
+const Version = images.K8sVersion
 
 // Component names, used for log files and in errors.
 const (
@@ -41,17 +43,9 @@ const AdminUser = "podroute-admin"
 const stopTimeout = 15 * time.Second
 
 // DefaultBinDir is where `make k8s-tools` puts the binaries:
-// $PODROUTE_K8S_BIN, else $HOME/.cache/podroute/k8s-v1.36.0.
-func DefaultBinDir() string {
-	if d := os.Getenv("PODROUTE_K8S_BIN"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = "/root"
-	}
-	return filepath.Join(home, ".cache", "podroute", "k8s-"+Version)
-}
+// $PODROUTE_K8S_BIN, else $HOME/.cache/podroute/k8s-v1.36.0, the
+// directory the e2e tools and node binaries share (images.DefaultBinDir).
+func DefaultBinDir() string { return images.DefaultBinDir() }
 
 // CheckBinaries reports, in one error that says how to fix it, which of the
 // binaries Start needs are missing: kube-apiserver and kubectl in binDir
