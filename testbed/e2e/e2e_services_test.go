@@ -51,16 +51,7 @@ spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
 `, ns, deployment(ns, "web-a", nodeA), deployment(ns, "web-b", nodeB), extIP)
-	path := filepath.Join(t.TempDir(), "lb.yaml")
-	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := running.Kubectl(ctx, "apply", "-f", path); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if out, err := running.Kubectl(ctx, "-n", ns, "rollout", "status", "deployment/web-a", "deployment/web-b", "--timeout=2m"); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	applyAndRollOut(t, ctx, running, manifest, ns, "web-a", "web-b")
 	var lbIP netip.Addr
 	testutil.Eventually(t, 30*time.Second, "a LoadBalancer address for "+ns+"/web", func() error {
 		out, err := running.Kubectl(ctx, "-n", ns, "get", "service", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
@@ -75,15 +66,7 @@ spec:
 	}
 
 	addrOf := func(node string) string { return running.Node(node).Addresses()[0].String() }
-	torOf := func(node string) string {
-		for _, lan := range running.Plan.Topology.LANs {
-			if lan.Gateway != "" && slices.Contains(lan.Members, node) {
-				return lan.Gateway
-			}
-		}
-		t.Fatalf("node %s has no ToR", node)
-		return ""
-	}
+	torOf := func(node string) string { return torOf(t, running, node) }
 	isNode := map[string]bool{}
 	for _, np := range running.Plan.Nodes {
 		isNode[addrOf(np.Name)] = true
@@ -387,16 +370,7 @@ spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
 `, ns, deployment(ns, "web-a", node))
-	path := filepath.Join(t.TempDir(), "dual.yaml")
-	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := running.Kubectl(ctx, "apply", "-f", path); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if out, err := running.Kubectl(ctx, "-n", ns, "rollout", "status", "deployment/web-a", "--timeout=2m"); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	applyAndRollOut(t, ctx, running, manifest, ns, "web-a")
 	var ingress []netip.Addr
 	testutil.Eventually(t, 30*time.Second, "an IPv4 and an IPv6 LoadBalancer address", func() error {
 		out, err := running.Kubectl(ctx, "-n", ns, "get", "service", "web", "-o", `jsonpath={range .status.loadBalancer.ingress[*]}{.ip}{" "}{end}`)
@@ -418,12 +392,7 @@ spec:
 	})
 	pools := []netip.Prefix{netip.MustParsePrefix(lab.KubeLoadBalancerPool), netip.MustParsePrefix(lab.KubeLoadBalancerPool6)}
 	np := running.Node(node)
-	var tor string
-	for _, lan := range running.Plan.Topology.LANs {
-		if lan.Gateway != "" && slices.Contains(lan.Members, node) {
-			tor = lan.Gateway
-		}
-	}
+	tor := torOf(t, running, node)
 	for i, a := range ingress {
 		if !pools[i].Contains(a) {
 			t.Errorf("LoadBalancer address %s is not from the lab's pool %s", a, pools[i])
@@ -491,4 +460,36 @@ func clientIPSeen(t *testing.T, ctx context.Context, running *lab.Lab, a netip.A
 		return nil
 	})
 	return seen, took
+}
+
+// applyAndRollOut applies manifest with kubectl and waits until the
+// Deployments named in namespace ns are rolled out.
+func applyAndRollOut(t *testing.T, ctx context.Context, running *lab.Lab, manifest, ns string, deployments ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "manifest.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := running.Kubectl(ctx, "apply", "-f", path); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	args := []string{"-n", ns, "rollout", "status", "--timeout=2m"}
+	for _, d := range deployments {
+		args = append(args, "deployment/"+d)
+	}
+	if out, err := running.Kubectl(ctx, args...); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// torOf is the gateway router (ToR) of node's rack.
+func torOf(t *testing.T, running *lab.Lab, node string) string {
+	t.Helper()
+	for _, lan := range running.Plan.Topology.LANs {
+		if lan.Gateway != "" && slices.Contains(lan.Members, node) {
+			return lan.Gateway
+		}
+	}
+	t.Fatalf("node %s has no ToR", node)
+	return ""
 }
