@@ -660,8 +660,7 @@ func (e *e2eLab) linkFlap(t *testing.T) {
 	torState := e.torNeighborOf(t, node).State
 	up := time.Now()
 	must(t, e.SetNodeUplink(node.Name, true))
-	must(t, e.WaitConverged(e.ctx, 30*time.Second))
-	converged := time.Since(up)
+	converged := e.routesBackAfter(t, up, 30*time.Second)
 	e.requireMatrix(t, "after the link flap of "+node.Name, e.Pods())
 	matrix := time.Since(up)
 
@@ -708,28 +707,75 @@ func (e *e2eLab) torRestart(t *testing.T) {
 	must(t, e.RestartRouter(tor))
 	restarted := time.Since(start)
 	const bound = 60 * time.Second
-	var converged, matrixOK time.Duration
+	converged := e.routesBackAfter(t, start, bound)
+	var matrixOK time.Duration
 	for {
-		if converged == 0 && e.Converged(e.ctx).Done() {
-			converged = time.Since(start)
-		}
-		if converged > 0 {
-			if m := e.PingMatrix(e.ctx); m.AllOK() {
-				matrixOK = time.Since(start)
-				break
-			} else if time.Since(start) > bound {
-				var b strings.Builder
-				m.Print(&b)
-				t.Fatalf("reachability not complete %s after restarting %s:\n%s", bound, tor, b.String())
-			}
-		}
-		if time.Since(start) > bound {
-			t.Fatalf("lab not converged %s after restarting %s: %+v", bound, tor, e.Converged(e.ctx))
+		if m := e.PingMatrix(e.ctx); m.AllOK() {
+			matrixOK = time.Since(start)
+			break
+		} else if time.Since(start) > bound {
+			var b strings.Builder
+			m.Print(&b)
+			t.Fatalf("reachability not complete %s after restarting %s:\n%s", bound, tor, b.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	figure(t, "recovery after ToR restart: %s restarted in %s; routes back at %s; full ping matrix OK at %s (bound %s)",
-		tor, secs(restarted), secs(converged), secs(matrixOK), bound)
+	// Issue 9's recovery target counts from the router being usable
+	// again (its daemons started and answering): "after it was up".
+	figure(t, "recovery after ToR restart: %s restarted in %s; routes back at %s (%s after it was up); full ping matrix OK at %s (bound %s)",
+		tor, secs(restarted), secs(converged), secs(converged-restarted), secs(matrixOK), bound)
+}
+
+// routesBackAfter waits until the lab has converged again after a fault
+// (every session Established, every node holding every other node's pod
+// CIDRs) and says when the routes were back, measured from from: the
+// time of the first look at the kernels after the last one that found a
+// route missing. The kernels are looked at every 20 ms (one `ip route`
+// per node); the full check, which also asks every router and podrouted
+// for its sessions, takes up to a second on this machine and would blur
+// the figure by as much.
+func (e *e2eLab) routesBackAfter(t *testing.T, from time.Time, bound time.Duration) time.Duration {
+	t.Helper()
+	var back time.Duration
+	var lastFull time.Time
+	for {
+		now := time.Since(from)
+		if missing := e.missingRoutes(); missing != "" {
+			back = 0
+			if now > bound {
+				t.Fatalf("routes not back %s after the fault: e.g. %s", bound, missing)
+			}
+		} else if back == 0 {
+			back = now
+		}
+		if back > 0 && time.Since(lastFull) > 500*time.Millisecond {
+			lastFull = time.Now()
+			if c := e.Converged(e.ctx); c.Done() {
+				return back
+			} else if now > bound {
+				t.Fatalf("lab not converged %s after the fault: %+v", bound, c)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// missingRoutes names one pod CIDR missing from a node's kernel, or "".
+func (e *e2eLab) missingRoutes() string {
+	for _, n := range e.Plan.Nodes {
+		routes, err := e.OwnRoutes(n.Name)
+		if err != nil {
+			return n.Name + ": " + err.Error()
+		}
+		for _, m := range e.Plan.Nodes {
+			for _, cidr := range m.PodCIDRs {
+				if m.Name != n.Name && !routes[cidr.String()] {
+					return n.Name + ": " + cidr.String()
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // scaleOutAndIn adds a node to the first rack of the running lab, checks it

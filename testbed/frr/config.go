@@ -25,7 +25,13 @@ type RouterSpec struct {
 	// and a Service address advertised by several nodes must be spread
 	// over all of them.
 	MultipathRelax bool
-	Extra          string // raw lines appended at the end (may re-enter "router bgp ASN")
+	// UpdateAtOnce sets `coalesce-time 0`: FRR otherwise holds the first
+	// UPDATE to a peer that comes up for its update-group coalesce time
+	// (measured: about 1.1 s), so that peers coming up together share one
+	// update group. A ToR whose node sessions come back one at a time
+	// (a link flap, a restart) loses that second on each.
+	UpdateAtOnce bool
+	Extra        string // raw lines appended at the end (may re-enter "router bgp ASN")
 }
 
 // PeerGroup is a peer group with a listen range: FRR accepts any
@@ -72,6 +78,9 @@ func Config(r RouterSpec) string {
 	line(" no bgp network import-check")
 	if r.MultipathRelax {
 		line(" bgp bestpath as-path multipath-relax")
+	}
+	if r.UpdateAtOnce {
+		line(" coalesce-time 0")
 	}
 	if r.GracefulRestart {
 		line(" bgp graceful-restart")

@@ -114,8 +114,9 @@ func NewPlan(t *Topology) (*Plan, error) {
 	for i, r := range t.Routers {
 		rp := &RouterPlan{Router: r, RouterID: fmt.Sprintf("10.255.0.%d", i+1)}
 		// Every router spreads a prefix over neighbours of different ASes
-		// (lab nodes have one AS each; a Service address comes from several).
-		rp.Spec = frr.RouterSpec{Name: r.Name, ASN: r.ASN, RouterID: rp.RouterID, MultipathRelax: true}
+		// (lab nodes have one AS each; a Service address comes from several),
+		// and sends a session that comes back its routes at once.
+		rp.Spec = frr.RouterSpec{Name: r.Name, ASN: r.ASN, RouterID: rp.RouterID, MultipathRelax: true, UpdateAtOnce: true}
 		routers[r.Name] = rp
 		p.Routers = append(p.Routers, rp)
 	}
