@@ -75,9 +75,9 @@ import (
 // -f`) and every neighbour `shutdown`. The receivers are passive; the
 // injector connects about a second after `no neighbor X shutdown` (its
 // connect timer), which is not timed either. It runs with `coalesce-time
-// 0`: by default its update-group coalesce timer holds the first UPDATE
-// to a new peer for about 1.1 s after Established (measured), which would
-// swamp every receiver's figure.
+// 0` (frr.RouterSpec.UpdateAtOnce): by default its update-group coalesce
+// timer holds the first UPDATE to a new peer for about 1.1 s after
+// Established (measured), which would swamp every receiver's figure.
 //
 // How it is timed, without polling:
 //
@@ -531,13 +531,13 @@ func (l *bgpBenchLab) startFRR(b *testing.B) {
 	}
 	l.c.Add("remove "+dir, func() error { return os.RemoveAll(dir) })
 	var neighbors []frr.Neighbor
-	extra := fmt.Sprintf("router bgp %d\n coalesce-time 0\n", bgpBenchRouterAS)
+	extra := fmt.Sprintf("router bgp %d\n", bgpBenchRouterAS)
 	for _, r := range l.rcv {
 		neighbors = append(neighbors, frr.Neighbor{Address: r.addr(), ASN: r.asn, Hold: 9, Keepalive: 3})
 		extra += fmt.Sprintf(" neighbor %s shutdown\n", r.addr())
 	}
 	conf := frr.Config(frr.RouterSpec{Name: "router", ASN: bgpBenchRouterAS, RouterID: "172.31.0.1",
-		Neighbors: neighbors, Networks: bgpBenchPrefixes(l.n), Extra: extra + "exit\n"})
+		Neighbors: neighbors, Networks: bgpBenchPrefixes(l.n), UpdateAtOnce: true, Extra: extra + "exit\n"})
 	t0 := time.Now()
 	f, err := frr.Start(l.router, dir, conf)
 	if err != nil {

@@ -730,20 +730,20 @@ func (e *e2eLab) torRestart(t *testing.T) {
 // (every session Established, every node holding every other node's pod
 // CIDRs) and says when the routes were back, measured from from: the
 // time of the first look at the kernels after the last one that found a
-// route missing. The kernels are looked at every 20 ms (one `ip route`
-// per node); the full check, which also asks every router and podrouted
-// for its sessions, takes up to a second on this machine and would blur
-// the figure by as much.
+// route missing. The kernels are looked at every 20 ms
+// (RoutesConverged); the full check, which also asks every router and
+// podrouted for its sessions, takes up to a second on this machine and
+// would blur the figure by as much.
 func (e *e2eLab) routesBackAfter(t *testing.T, from time.Time, bound time.Duration) time.Duration {
 	t.Helper()
 	var back time.Duration
 	var lastFull time.Time
 	for {
 		now := time.Since(from)
-		if missing := e.missingRoutes(); missing != "" {
+		if c := e.RoutesConverged(); c.RoutesIn < c.Routes {
 			back = 0
 			if now > bound {
-				t.Fatalf("routes not back %s after the fault: e.g. %s", bound, missing)
+				t.Fatalf("routes not back %s after the fault: %d of %d, missing e.g. %v", bound, c.RoutesIn, c.Routes, c.Missing)
 			}
 		} else if back == 0 {
 			back = now
@@ -758,24 +758,6 @@ func (e *e2eLab) routesBackAfter(t *testing.T, from time.Time, bound time.Durati
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// missingRoutes names one pod CIDR missing from a node's kernel, or "".
-func (e *e2eLab) missingRoutes() string {
-	for _, n := range e.Plan.Nodes {
-		routes, err := e.OwnRoutes(n.Name)
-		if err != nil {
-			return n.Name + ": " + err.Error()
-		}
-		for _, m := range e.Plan.Nodes {
-			for _, cidr := range m.PodCIDRs {
-				if m.Name != n.Name && !routes[cidr.String()] {
-					return n.Name + ": " + cidr.String()
-				}
-			}
-		}
-	}
-	return ""
 }
 
 // scaleOutAndIn adds a node to the first rack of the running lab, checks it

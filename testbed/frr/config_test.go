@@ -34,3 +34,16 @@ func TestHarnessFRRConfig(t *testing.T) {
 		t.Errorf("IPv4 neighbour must be activated only for IPv4 unicast:\n%s", conf)
 	}
 }
+
+// UpdateAtOnce is what the lab's routers and the benchmark's injector run
+// with; without it FRR holds a new session's first UPDATE about 1 s.
+func TestHarnessFRRConfigUpdateAtOnce(t *testing.T) {
+	spec := RouterSpec{Name: "r1", ASN: 65001, RouterID: "10.0.0.1"}
+	if conf := Config(spec); strings.Contains(conf, "coalesce-time") {
+		t.Errorf("coalesce-time set without UpdateAtOnce:\n%s", conf)
+	}
+	spec.UpdateAtOnce = true
+	if conf := Config(spec); !strings.Contains(conf, "router bgp 65001\n bgp router-id 10.0.0.1\n no bgp ebgp-requires-policy\n no bgp network import-check\n coalesce-time 0\n") {
+		t.Errorf("UpdateAtOnce: want coalesce-time 0 in the router bgp block:\n%s", conf)
+	}
+}

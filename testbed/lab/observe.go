@@ -48,6 +48,24 @@ func (l *Lab) Converged(ctx context.Context) Convergence {
 				}
 			}
 		}
+	}
+	l.countRoutes(&c)
+	return c
+}
+
+// RoutesConverged is the route half of Converged alone: one `ip route`
+// per node and nothing asked of a router or podrouted, so it is cheap
+// enough to poll every few milliseconds when timing a recovery.
+func (l *Lab) RoutesConverged() Convergence {
+	var c Convergence
+	l.countRoutes(&c)
+	return c
+}
+
+// countRoutes adds to c, for every node, the other nodes' pod CIDRs and
+// which of them are in its kernel.
+func (l *Lab) countRoutes(c *Convergence) {
+	for _, n := range l.Plan.Nodes {
 		routes, _ := l.ownRoutes(n.Name)
 		for _, m := range l.Plan.Nodes {
 			if m.Name == n.Name {
@@ -63,7 +81,6 @@ func (l *Lab) Converged(ctx context.Context) Convergence {
 			}
 		}
 	}
-	return c
 }
 
 // ownRoutes is the set of destinations podroute installed on node.
