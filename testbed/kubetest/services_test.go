@@ -471,6 +471,7 @@ func (s *svcLab) testAllocator(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "want-b gets 198.51.100.10", func() error {
 		return wantIngress(s.ingress(ctx, t, "want-b"), "198.51.100.10")
 	})
+	testutil.Eventually(t, 30*time.Second, "198.51.100.10/32 via every node", func() error { return s.frrRoute("198.51.100.10/32", all...) })
 	s.unique(ctx, t)
 }
 
@@ -482,6 +483,8 @@ func (s *svcLab) testAllocator(t *testing.T) {
 func (s *svcLab) testRestart(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
 	before := s.unique(ctx, t)
+	ribBefore, err := s.frr.RIB("ipv4")
+	must(t, err)
 	lease, err := s.admin.CoordinationV1().Leases(podrouteNS).Get(ctx, lbipam.DefaultLeaseName, metav1.GetOptions{})
 	must(t, err)
 	oldLeader := deref(lease.Spec.HolderIdentity)
@@ -519,10 +522,41 @@ func (s *svcLab) testRestart(t *testing.T) {
 	t.Logf("every podrouted restarted (leader %s before, %s after): the 3 Services created meanwhile allocated %v later (%v, %v, %v); %d existing allocations unchanged, no address twice",
 		oldLeader, deref(lease.Spec.HolderIdentity), time.Since(begin).Round(time.Millisecond),
 		after["during-0"], after["during-1"], after["during-2"], len(before))
-	testutil.Eventually(t, 60*time.Second, "FRR has the Cluster Services via every node again", func() error {
-		all := s.nodeAddrs(s.nodes...)
-		return errors.Join(s.frrRoute("198.51.100.0/32", all...), s.frrRoute(svcCIDR4, all...))
+	// Every route FRR had before the restart comes back via the same
+	// nodes, and the new Services via every node.
+	all := s.nodeAddrs(s.nodes...)
+	testutil.Eventually(t, 60*time.Second, "FRR has every route of before the restart, and the new Services, via the same nodes", func() error {
+		ribAfter, err := s.frr.RIB("ipv4")
+		if err != nil {
+			return err
+		}
+		errs := []error{ribChanges(ribBefore, ribAfter)}
+		for i := range 3 {
+			for _, a := range after[fmt.Sprintf("during-%d", i)] {
+				errs = append(errs, s.frrRoute(a+"/32", all...))
+			}
+		}
+		return errors.Join(errs...)
 	})
+}
+
+// ribChanges names every prefix of before whose next hops differ in
+// after (in any order); prefixes only in after are not changes.
+func ribChanges(before, after map[string][]string) error {
+	var errs []error
+	for p, hops := range before {
+		if !sameSet(hops, after[p]) {
+			errs = append(errs, fmt.Errorf("FRR's %s changed from %v to %v", p, hops, after[p]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // Bad input: a service range overlapping a pod CIDR and a Service with a
@@ -549,10 +583,8 @@ func (s *svcLab) testBadInput(t *testing.T) {
 	})
 	after, err := s.frr.RIB("ipv4")
 	must(t, err)
-	for p, hops := range before {
-		if !slices.Equal(after[p], hops) {
-			t.Errorf("FRR's %s changed from %v to %v after bad input", p, hops, after[p])
-		}
+	if err := ribChanges(before, after); err != nil {
+		t.Errorf("after bad input: %v", err)
 	}
 	for p := range after {
 		if strings.HasPrefix(p, "10.244.2.") && p != s.node(2).cidr {
