@@ -182,25 +182,30 @@ const (
 	varLibCNIMarker = ".created-by-podroute-kubenode"
 )
 
-// ensureVarLibCNI creates /var/lib/cni (with the marker) if missing, and
-// says whether the directory is the nodes' own.
-func ensureVarLibCNI() (bool, error) {
+// ensureVarLibCNI creates /var/lib/cni with the marker inside if it is
+// missing. The marker, not any one node's state, records that the
+// directory is the nodes' own: nodes start in parallel, and the one that
+// made it need not be the last to stop.
+func ensureVarLibCNI() error {
 	if _, err := os.Stat(varLibCNI); err == nil {
-		_, err := os.Stat(filepath.Join(varLibCNI, varLibCNIMarker))
-		return err == nil, nil
+		return nil
 	}
-	if err := os.Mkdir(varLibCNI, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return false, fmt.Errorf("kubenode: %w", err)
+	if err := os.Mkdir(varLibCNI, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // another node made it at the same moment
+		}
+		return fmt.Errorf("kubenode: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(varLibCNI, varLibCNIMarker), nil, 0o644); err != nil {
-		return false, fmt.Errorf("kubenode: %w", err)
+		return fmt.Errorf("kubenode: %w", err)
 	}
-	return true, nil
+	return nil
 }
 
-// removeVarLibCNI removes /var/lib/cni if the nodes made it, it holds
-// nothing but the marker, and no node's holder runs any more (another node
-// may still use it as a mount point).
+// removeVarLibCNI removes /var/lib/cni if the nodes made it (it holds
+// nothing but the marker) and no node's holder runs any more (another node
+// may still use it as a mount point). A directory that was there before
+// the nodes has no marker and is never touched.
 func removeVarLibCNI() {
 	ents, err := os.ReadDir(varLibCNI)
 	if err != nil || len(ents) != 1 || ents[0].Name() != varLibCNIMarker {

@@ -33,7 +33,8 @@
 // process in its cgroups or in its private mount namespace, its cgroup root
 // (one directory per v1 hierarchy plus the unified one, removed depth-first),
 // /var/lib/cni if it had to create it (libcni's cache directory must exist
-// to be mounted over; removed when empty and no other node runs), and DIR
+// to be mounted over; a marker file inside says the nodes made it, and the
+// last node to stop removes it when it holds nothing else), and DIR
 // (removed except logs/).
 //
 // What it must not touch: the machine's own network namespace, mount table

@@ -197,11 +197,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := createCgroups(cg); err != nil {
 		return n, err
 	}
-	created, err := ensureVarLibCNI()
-	if err != nil {
-		return n, err
-	}
-	if err := n.st.update(func(s *State) { s.CreatedVarLibCNI = created }); err != nil {
+	if err := ensureVarLibCNI(); err != nil {
 		return n, err
 	}
 

@@ -41,8 +41,6 @@ type State struct {
 	// Cgroups are the node's cgroup roots, one per hierarchy (absolute
 	// paths under /sys/fs/cgroup), including the unified one.
 	Cgroups []string `json:"cgroups,omitempty"`
-	// CreatedVarLibCNI: /var/lib/cni is the nodes' own (see ensureVarLibCNI).
-	CreatedVarLibCNI bool `json:"createdVarLibCNI,omitempty"`
 }
 
 type stateFile struct {
@@ -253,9 +251,9 @@ func teardown(s State, grace time.Duration) error {
 			errs = append(errs, err)
 		}
 	}
-	if s.CreatedVarLibCNI {
-		removeVarLibCNI()
-	}
+	// Whichever node stops last removes it, not the one that made it
+	// (nodes start in parallel, so that one is any of them).
+	removeVarLibCNI()
 	return errors.Join(errs...)
 }
 
