@@ -273,14 +273,16 @@ func TestHarnessTwoBIRDRoutersPeer(t *testing.T) {
 // moment can come out a millisecond apart from one `show` to the next; a
 // real change (a session re-established, a route learned again) is many
 // milliseconds later. Times it shows only to the second or as a date are
-// compared as they are.
+// compared as they are. The times of day carry no date, so two moments
+// either side of midnight are compared across it.
 func sinceMoved(a, b string) bool {
 	ta, errA := time.Parse("15:04:05.000", a)
 	tb, errB := time.Parse("15:04:05.000", b)
 	if errA != nil || errB != nil {
 		return a != b
 	}
-	return ta.Sub(tb).Abs() > 10*time.Millisecond
+	d := ta.Sub(tb).Abs()
+	return min(d, 24*time.Hour-d) > 10*time.Millisecond
 }
 
 func TestSinceMoved(t *testing.T) {
@@ -291,6 +293,8 @@ func TestSinceMoved(t *testing.T) {
 		{"00:32:25.125", "00:32:25.126", false}, // the same moment shown twice
 		{"00:32:25.125", "00:32:25.125", false},
 		{"00:32:25.125", "00:32:27.004", true},
+		{"23:59:59.999", "00:00:00.000", false}, // across midnight
+		{"23:59:58.000", "00:00:01.000", true},
 		{"2026-11-30", "2026-11-30", false},
 		{"2026-11-30", "00:32:25.125", true},
 	} {

@@ -182,42 +182,52 @@ const (
 	varLibCNIMarker = ".created-by-podroute-kubenode"
 )
 
-// ensureVarLibCNI creates /var/lib/cni with the marker inside if it is
-// missing. The marker, not any one node's state, records that the
-// directory is the nodes' own: nodes start in parallel, and the one that
-// made it need not be the last to stop.
-func ensureVarLibCNI() error {
-	if _, err := os.Stat(varLibCNI); err == nil {
-		return nil
-	}
-	if err := os.Mkdir(varLibCNI, 0o755); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil // another node made it at the same moment
-		}
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(varLibCNI, varLibCNIMarker), nil, 0o644); err != nil {
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	return nil
-}
+// ensureVarLibCNI creates /var/lib/cni, marked as the nodes' own, if it
+// is missing.
+func ensureVarLibCNI() error { return ensureMarkedDir(varLibCNI, varLibCNIMarker) }
 
-// removeVarLibCNI removes /var/lib/cni if the nodes made it (it holds
-// nothing but the marker) and no node's holder runs any more (another node
-// may still use it as a mount point). A directory that was there before
-// the nodes has no marker and is never touched.
+// removeVarLibCNI removes /var/lib/cni if the nodes made it and no node's
+// holder runs any more (another node may still use it as a mount point).
+// Every node's teardown calls it, so the last to stop removes it, whichever
+// node made it (nodes start in parallel).
 func removeVarLibCNI() {
-	ents, err := os.ReadDir(varLibCNI)
-	if err != nil || len(ents) != 1 || ents[0].Name() != varLibCNIMarker {
-		return
-	}
 	for _, pid := range pids() {
 		if strings.Contains(cmdline(pid), holderMarker) {
 			return
 		}
 	}
-	os.Remove(filepath.Join(varLibCNI, varLibCNIMarker))
-	syscall.Rmdir(varLibCNI)
+	removeMarkedDir(varLibCNI, varLibCNIMarker)
+}
+
+// ensureMarkedDir creates dir with an empty file named marker inside if
+// dir is missing. The marker, not any one caller's state, records that the
+// directory is ours; an existing directory is left as it is, unmarked.
+func ensureMarkedDir(dir, marker string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // another node made it at the same moment
+		}
+		return fmt.Errorf("kubenode: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, marker), nil, 0o644); err != nil {
+		return fmt.Errorf("kubenode: %w", err)
+	}
+	return nil
+}
+
+// removeMarkedDir removes dir if it holds nothing but marker: a directory
+// that was there before us has no marker, and one that holds anything
+// else is in use.
+func removeMarkedDir(dir, marker string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 1 || ents[0].Name() != marker {
+		return
+	}
+	os.Remove(filepath.Join(dir, marker))
+	syscall.Rmdir(dir)
 }
 
 // PodPID returns a process of the pod with UID podUID on the node whose

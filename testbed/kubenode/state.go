@@ -251,8 +251,6 @@ func teardown(s State, grace time.Duration) error {
 			errs = append(errs, err)
 		}
 	}
-	// Whichever node stops last removes it, not the one that made it
-	// (nodes start in parallel, so that one is any of them).
 	removeVarLibCNI()
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package kubenode
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -150,5 +151,51 @@ func TestKeptPaths(t *testing.T) {
 	dual.NodeIP = "10.0.0.1,fd00::1"
 	if err := dual.defaults(); err != nil {
 		t.Errorf("dual-stack NodeIP: %v", err)
+	}
+}
+
+// The directory the nodes mount over is removed only if they made it and
+// it holds nothing else, whichever node made it.
+func TestMarkedDir(t *testing.T) {
+	const marker = ".ours"
+	base := t.TempDir()
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+
+	made := filepath.Join(base, "made")
+	if err := ensureMarkedDir(made, marker); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(made, marker)) {
+		t.Fatal("a directory we made has no marker")
+	}
+	if err := ensureMarkedDir(made, marker); err != nil { // a second node
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(made, "in-use"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	removeMarkedDir(made, marker)
+	if !exists(made) {
+		t.Error("removed a marked directory that holds something else")
+	}
+	os.Remove(filepath.Join(made, "in-use"))
+	removeMarkedDir(made, marker)
+	if exists(made) {
+		t.Error("a marked directory holding only its marker was left")
+	}
+
+	before := filepath.Join(base, "before")
+	if err := os.Mkdir(before, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureMarkedDir(before, marker); err != nil {
+		t.Fatal(err)
+	}
+	if exists(filepath.Join(before, marker)) {
+		t.Error("marked a directory that was there before")
+	}
+	removeMarkedDir(before, marker)
+	if !exists(before) {
+		t.Error("removed an empty directory that was there before")
 	}
 }
