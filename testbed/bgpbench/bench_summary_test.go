@@ -28,6 +28,7 @@ var bgpBenchRSSTargetMiB = map[int]float64{10_000: 48, 100_000: 120}
 type bgpBenchStats struct {
 	rounds                   int
 	secs, cpu, rssMiB, rate  spread
+	anonMiB, fileMiB         spread
 	adds, dels               []time.Duration // every one-prefix test
 	polled                   int             // rounds whose completion was polled
 	byRound                  map[int]float64 // seconds, for per-round ratios
@@ -55,13 +56,15 @@ func (r *bgpBenchReceiver) stats() *bgpBenchStats {
 		return nil
 	}
 	st := &bgpBenchStats{rounds: len(r.results), byRound: map[int]float64{}}
-	var secs, cpu, rss, rate []float64
+	var secs, cpu, rss, rate, anon, file []float64
 	for round, res := range r.results {
 		s := res.all.Seconds()
 		secs = append(secs, s)
 		rate = append(rate, float64(res.n)/s)
 		cpu = append(cpu, res.cpu.Seconds())
 		rss = append(rss, float64(res.hwmKiB)/1024)
+		anon = append(anon, float64(res.anonPeakKiB)/1024)
+		file = append(file, float64(res.fileKiB)/1024)
 		st.adds = append(st.adds, res.adds...)
 		st.dels = append(st.dels, res.dels...)
 		st.byRound[round] = s
@@ -70,6 +73,7 @@ func (r *bgpBenchReceiver) stats() *bgpBenchStats {
 		}
 	}
 	st.secs, st.cpu, st.rssMiB, st.rate = spreadOf(secs), spreadOf(cpu), spreadOf(rss), spreadOf(rate)
+	st.anonMiB, st.fileMiB = spreadOf(anon), spreadOf(file)
 	return st
 }
 
@@ -114,8 +118,8 @@ func (l *bgpBenchLab) table(b *testing.B, rounds int) {
 	}
 	f := l.frrRcv.stats()
 	rows := [][]string{
-		{fmt.Sprintf("%dk /24s, %d rounds", l.n/1000, rounds), "Established -> all in kernel", "routes/s", "peak RSS (VmHWM)", "CPU seconds", "one prefix, wire -> kernel", "withdrawal, wire -> gone"},
-		{"median [min-max] across rounds", "s", "", "MiB", "s", "ms: median / max of all", "ms: median / max of all"},
+		{fmt.Sprintf("%dk /24s, %d rounds", l.n/1000, rounds), "Established -> all in kernel", "routes/s", "peak RSS (VmHWM)", "of it: anonymous peak", "file-backed", "CPU seconds", "one prefix, wire -> kernel", "withdrawal, wire -> gone"},
+		{"median [min-max] across rounds", "s", "", "MiB", "MiB", "MiB", "s", "ms: median / max of all", "ms: median / max of all"},
 	}
 	row := func(name string, st *bgpBenchStats) []string {
 		a, d := durSpread(st.adds), durSpread(st.dels)
@@ -127,6 +131,8 @@ func (l *bgpBenchLab) table(b *testing.B, rounds int) {
 			fmt.Sprintf("%.3f [%.3f-%.3f]%s", st.secs.med, st.secs.lo, st.secs.hi, polled),
 			fmt.Sprintf("%.0f [%.0f-%.0f]", st.rate.med, st.rate.lo, st.rate.hi),
 			fmt.Sprintf("%.1f [%.1f-%.1f]", st.rssMiB.med, st.rssMiB.lo, st.rssMiB.hi),
+			fmt.Sprintf("%.1f [%.1f-%.1f]", st.anonMiB.med, st.anonMiB.lo, st.anonMiB.hi),
+			fmt.Sprintf("%.1f", st.fileMiB.med),
 			fmt.Sprintf("%.2f [%.2f-%.2f]", st.cpu.med, st.cpu.lo, st.cpu.hi),
 			fmt.Sprintf("%.2f / %.2f (%d)", a.med, a.hi, len(st.adds)),
 			fmt.Sprintf("%.2f / %.2f (%d)", d.med, d.hi, len(st.dels)),
@@ -144,6 +150,8 @@ func (l *bgpBenchLab) table(b *testing.B, rounds int) {
 		fmt.Sprintf("%s (per round %.2f× [%.2f-%.2f])", ratio(p.secs.med, q.secs.med), per.med, per.lo, per.hi),
 		ratio(p.rate.med, q.rate.med),
 		ratio(p.rssMiB.med, q.rssMiB.med),
+		ratio(p.anonMiB.med, q.anonMiB.med),
+		ratio(p.fileMiB.med, q.fileMiB.med),
 		ratio(p.cpu.med, q.cpu.med),
 		ratio(pa.med, qa.med) + " / " + ratio(pa.hi, qa.hi),
 		ratio(pd.med, qd.med) + " / " + ratio(pd.hi, qd.hi),
@@ -153,6 +161,7 @@ func (l *bgpBenchLab) table(b *testing.B, rounds int) {
 	b.ReportMetric(per.med, "s-ratio-per-round-p50")
 	b.ReportMetric(p.cpu.med/q.cpu.med, "cpu-ratio")
 	b.ReportMetric(p.rssMiB.med/q.rssMiB.med, "RSS-ratio")
+	b.ReportMetric(p.anonMiB.med/q.anonMiB.med, "anon-ratio")
 	b.ReportMetric(pa.med/qa.med, "single-p50-ratio")
 }
 
@@ -202,7 +211,8 @@ func bgpBenchTargets(b *testing.B, labs []*bgpBenchLab, rounds int, bin string, 
 		timeCells = append(timeCells, fmt.Sprintf("%dk %.2f× %s (per-round ratio, median: %.2f× %s)", l.n/1000,
 			r, met(r <= bgpBenchTimeRatioTarget), per, met(per <= bgpBenchTimeRatioTarget)))
 		if t, ok := bgpBenchRSSTargetMiB[l.n]; ok {
-			rssCells = append(rssCells, fmt.Sprintf("%dk %.1f MiB (target %.0f) %s", l.n/1000, p.rssMiB.med, t, met(p.rssMiB.med <= t)))
+			rssCells = append(rssCells, fmt.Sprintf("%dk %.1f MiB (target %.0f) %s, of it %.1f MiB anonymous at the peak and %.1f MiB the binary's and libraries' file pages",
+				l.n/1000, p.rssMiB.med, t, met(p.rssMiB.med <= t), p.anonMiB.med, p.fileMiB.med))
 		}
 		singles[l.n] = durSpread(p.adds).med
 	}

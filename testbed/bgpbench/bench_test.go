@@ -117,14 +117,17 @@ import (
 //     ticks) from before `no neighbor shutdown` until all N are in the
 //     kernel; peak RSS: VmHWM then. For FRR both are bgpd's plus zebra's
 //     (each holds the table; the sum of the two peaks is an upper bound
-//     of the peak of the sum).
+//     of the peak of the sum). VmHWM includes the resident pages of the
+//     receiver's binary (memory_test.go), so the table splits it: the
+//     anonymous peak (RssAnon sampled every 5 ms over the same span) and
+//     the file-backed pages when all N were in.
 //
 // Metrics per turn (sub-benchmark routes=N/round=R/receiver=X): s
 // (Established -> N in kernel), routes/s, first-route-s, eor-in-s
 // (Established -> the injector's End-of-RIB arrived: its own sending
 // time), after-eor-s (End-of-RIB arrived -> N in kernel), cpu-s,
-// peak-RSS-MiB, single-p50-ms, single-max-ms, withdraw-p50-ms. The log
-// adds the kernel fill curve (10%, 20%, ... in ms after Established), the
+// peak-RSS-MiB, peak-anon-MiB, single-p50-ms, single-max-ms,
+// withdraw-p50-ms. The log adds the kernel fill curve (10%, 20%, ... in ms after Established), the
 // CPU the injector and this test process used meanwhile, and, for
 // podrouted, its own log time of Established as a check on the wire
 // timestamp. Single runs on a 2-vCPU VM vary by about 20%: compare
@@ -393,6 +396,7 @@ type bgpBenchResult struct {
 	polled                              bool // netlink overflowed: completion seen by polling
 	cpu, selfCPU, frrCPU                time.Duration
 	hwmKiB, rssBeforeKiB                uint64
+	anonPeakKiB, fileKiB                uint64 // RssAnon's sampled peak; RssFile when all were in
 	updatesIn, nlriIn                   int
 	adds, dels, cmdToKernel             []time.Duration
 }
@@ -878,6 +882,7 @@ func (l *bgpBenchLab) measure(b *testing.B, r *bgpBenchReceiver, round int) {
 	}
 	b.ReportMetric(res.cpu.Seconds(), "cpu-s")
 	b.ReportMetric(float64(res.hwmKiB)/1024, "peak-RSS-MiB")
+	b.ReportMetric(float64(res.anonPeakKiB)/1024, "peak-anon-MiB")
 	b.ReportMetric(ms(median(res.adds)), "single-p50-ms")
 	b.ReportMetric(ms(slices.Max(res.adds)), "single-max-ms")
 	b.ReportMetric(ms(median(res.dels)), "withdraw-p50-ms")
@@ -930,6 +935,7 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver, round int) 
 	gcPercent := debug.SetGCPercent(-1)
 	cpu0, self0, frr0 := pidsCPU(pids), selfCPU(), l.frrCPU()
 	res.rssBeforeKiB = pidsStatusKiB(pids, "VmRSS")
+	anon := sampleAnonPeak(pids)
 	cmdAt := time.Now()
 	l.vtysh(b, "no neighbor "+r.addr()+" shutdown")
 
@@ -942,13 +948,14 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver, round int) 
 		return nil
 	})
 	all, polled, err := r.waitRoutes(reached, l.n, bgpBenchBulkLimit)
+	res.anonPeakKiB = anon.end()
 	if err != nil {
 		debug.SetGCPercent(gcPercent)
 		b.Fatal(err)
 	}
 	res.polled = polled
 	res.cpu = pidsCPU(pids) - cpu0
-	res.hwmKiB = pidsStatusKiB(pids, "VmHWM")
+	res.hwmKiB, res.fileKiB = pidsStatusKiB(pids, "VmHWM"), pidsStatusKiB(pids, "RssFile")
 	res.selfCPU, res.frrCPU = selfCPU()-self0, l.frrCPU()-frr0
 	debug.SetGCPercent(gcPercent)
 	// The injector's End-of-RIB follows its last UPDATE; it may come after
@@ -1005,10 +1012,10 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver, round int) 
 	if w.reordered > 0 {
 		b.Logf("%s: %d TCP segments arrived out of order on the receiver's interface (reassembled in order)", r.name, w.reordered)
 	}
-	b.Logf("%s, %d routes, round %d, turn %d: Established %.1f ms after `no neighbor shutdown`; from Established: first UPDATE in %.1f ms, first route in kernel %.1f ms, injector's End-of-RIB in %.3f s (%d UPDATEs, %d prefixes), all %d in kernel %.3f s (%.0f routes/s%s); receiver CPU %.2f s (meanwhile the injector %.2f s, this test process %.2f s), VmRSS before %.1f MiB, VmHWM %.1f MiB",
+	b.Logf("%s, %d routes, round %d, turn %d: Established %.1f ms after `no neighbor shutdown`; from Established: first UPDATE in %.1f ms, first route in kernel %.1f ms, injector's End-of-RIB in %.3f s (%d UPDATEs, %d prefixes), all %d in kernel %.3f s (%.0f routes/s%s); receiver CPU %.2f s (meanwhile the injector %.2f s, this test process %.2f s), VmRSS before %.1f MiB, VmHWM %.1f MiB (anonymous peak %.1f MiB, file-backed %.1f MiB)",
 		r.name, l.n, round, res.turn, ms(res.establishedAfterCmd), ms(res.firstUpdate), ms(res.firstRoute), res.eorIn.Seconds(), res.updatesIn, res.nlriIn,
 		l.n, res.all.Seconds(), float64(l.n)/res.all.Seconds(), map[bool]string{true: ", completion polled at 50 ms", false: ""}[res.polled],
-		res.cpu.Seconds(), res.frrCPU.Seconds(), res.selfCPU.Seconds(), float64(res.rssBeforeKiB)/1024, float64(res.hwmKiB)/1024)
+		res.cpu.Seconds(), res.frrCPU.Seconds(), res.selfCPU.Seconds(), float64(res.rssBeforeKiB)/1024, float64(res.hwmKiB)/1024, float64(res.anonPeakKiB)/1024, float64(res.fileKiB)/1024)
 	if r == l.pod {
 		if t, ok := loggedEstablished(r.ownLog()); ok {
 			b.Logf("podrouted logged Established %+.2f ms from the injector's KEEPALIVE arriving on the wire (its log clock; a check on the wire timestamp)", ms(t.Sub(est)))

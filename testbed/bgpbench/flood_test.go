@@ -389,6 +389,7 @@ type floodResult struct {
 	all, onWire, sendTook    time.Duration // from the first UPDATE on the wire; the sender's own time
 	cpu, selfCPU             time.Duration
 	hwmKiB, rssBeforeKiB     uint64
+	anonPeakKiB, fileKiB     uint64 // RssAnon's sampled peak; RssFile at the end (memory_test.go)
 	updatesIn                int
 	sendErr                  error
 	wireBroken, sentAllWhole bool
@@ -421,11 +422,13 @@ func (l *floodLab) floodOnce(b *testing.B, r *floodReceiver) *floodResult {
 	gcPercent := debug.SetGCPercent(-1)
 	cpu0, self0 := procCPU(pid), selfCPU()
 	res.rssBeforeKiB = procStatusKiB(pid, "VmRSS")
+	anon := sampleAnonPeak([]int{pid})
 
 	s := sendFlood(p, msgs)
 	all, polled, err := r.waitRoutes(reached, floodN, floodBulkLimit)
+	res.anonPeakKiB = anon.end()
 	res.cpu, res.selfCPU = procCPU(pid)-cpu0, selfCPU()-self0
-	res.hwmKiB = procStatusKiB(pid, "VmHWM")
+	res.hwmKiB, res.fileKiB = procStatusKiB(pid, "VmHWM"), procStatusKiB(pid, "RssFile")
 	debug.SetGCPercent(gcPercent)
 	res.polled = polled
 	if err != nil {
@@ -456,11 +459,11 @@ func (l *floodLab) floodOnce(b *testing.B, r *floodReceiver) *floodResult {
 	if !res.done {
 		done = fmt.Sprintf("NOT all: %d of", res.inKernel)
 	}
-	b.Logf("%s, flood of %d one-prefix UPDATEs, limit %d: %s %d in the kernel %.3f s after the first UPDATE on the wire (%.0f routes/s%s); last UPDATE on the wire after %.3f s (%d UPDATEs seen there); the peer's writes took %.3f s (%d written, error: %v); receiver CPU %.2f s (this test process %.2f s), VmRSS before %.1f MiB, VmHWM %.1f MiB",
+	b.Logf("%s, flood of %d one-prefix UPDATEs, limit %d: %s %d in the kernel %.3f s after the first UPDATE on the wire (%.0f routes/s%s); last UPDATE on the wire after %.3f s (%d UPDATEs seen there); the peer's writes took %.3f s (%d written, error: %v); receiver CPU %.2f s (this test process %.2f s), VmRSS before %.1f MiB, VmHWM %.1f MiB (anonymous peak %.1f MiB, file-backed %.1f MiB)",
 		r.name, floodN, floodHighLimit, done, floodN, res.all.Seconds(), float64(res.inKernel)/res.all.Seconds(),
 		map[bool]string{true: ", completion polled at 50 ms", false: ""}[polled],
 		res.onWire.Seconds(), res.updatesIn, res.sendTook.Seconds(), s.written.Load(), s.err,
-		res.cpu.Seconds(), res.selfCPU.Seconds(), float64(res.rssBeforeKiB)/1024, float64(res.hwmKiB)/1024)
+		res.cpu.Seconds(), res.selfCPU.Seconds(), float64(res.rssBeforeKiB)/1024, float64(res.hwmKiB)/1024, float64(res.anonPeakKiB)/1024, float64(res.fileKiB)/1024)
 	var curve []string
 	for i, t := range r.kernel.progress() {
 		if !t.IsZero() {
@@ -837,6 +840,8 @@ func floodTable(b *testing.B, rcv [2]*floodReceiver) {
 		{"  last UPDATE on the wire, s after the first", fmt.Sprintf("%.3f", pf.onWire.Seconds()), fmt.Sprintf("%.3f", qf.onWire.Seconds()), ratio(pf.onWire.Seconds(), qf.onWire.Seconds())},
 		{"receiver CPU seconds", fmt.Sprintf("%.2f", pf.cpu.Seconds()), fmt.Sprintf("%.2f", qf.cpu.Seconds()), ratio(pf.cpu.Seconds(), qf.cpu.Seconds())},
 		{"peak RSS (VmHWM)", fmt.Sprintf("%.1f MiB", float64(pf.hwmKiB)/1024), fmt.Sprintf("%.1f MiB", float64(qf.hwmKiB)/1024), ratio(float64(pf.hwmKiB), float64(qf.hwmKiB))},
+		{"  of it: anonymous peak", fmt.Sprintf("%.1f MiB", float64(pf.anonPeakKiB)/1024), fmt.Sprintf("%.1f MiB", float64(qf.anonPeakKiB)/1024), ratio(float64(pf.anonPeakKiB), float64(qf.anonPeakKiB))},
+		{"  file-backed (binary, libraries)", fmt.Sprintf("%.1f MiB", float64(pf.fileKiB)/1024), fmt.Sprintf("%.1f MiB", float64(qf.fileKiB)/1024), ratio(float64(pf.fileKiB), float64(qf.fileKiB))},
 		{fmt.Sprintf("target: all in podrouted's kernel within %v", floodTarget), met, "", ""},
 	}
 	logTable(b, rows)
