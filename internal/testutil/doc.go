@@ -1,5 +1,7 @@
 // Package testutil holds the small helpers that tests in several packages
-// need and would otherwise copy: today, polling a condition until it holds.
+// need and would otherwise copy: polling a condition until it holds, and
+// checking that a path the test may create exists afterwards only if it did
+// before.
 //
 // It exists because routes, the lab's packages under testbed and the
 // Kubernetes harness each had their own copy of the same polling loop

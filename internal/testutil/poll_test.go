@@ -29,19 +29,22 @@ func TestPollGivesUpAtTimeout(t *testing.T) {
 	}
 }
 
-// fatalRecorder records Fatalf instead of stopping the test.
-type fatalRecorder struct {
+// failRecorder records Fatalf and Errorf instead of failing the test.
+type failRecorder struct {
 	testing.TB
 	msg string
 }
 
-func (r *fatalRecorder) Helper() {}
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
+func (r *failRecorder) Helper() {}
+func (r *failRecorder) Fatalf(format string, args ...any) {
+	r.msg = fmt.Sprintf(format, args...)
+}
+func (r *failRecorder) Errorf(format string, args ...any) {
 	r.msg = fmt.Sprintf(format, args...)
 }
 
 func TestEventuallyFailsWithLastError(t *testing.T) {
-	r := &fatalRecorder{TB: t}
+	r := &failRecorder{TB: t}
 	EventuallyEvery(r, time.Millisecond, 10*time.Millisecond, "thing", func() error { return errors.New("not yet") })
 	if !strings.Contains(r.msg, "thing") || !strings.Contains(r.msg, "not yet") {
 		t.Fatalf("Eventually of a condition that never holds failed with %q; want what and the last error", r.msg)

@@ -288,7 +288,7 @@ func upRealNodeLab(t *testing.T, ctx context.Context, topoName string) (*lab.Lab
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, varLibCNIBefore := os.Stat("/var/lib/cni")
+	varLibCNI := testutil.RecordExistence("/var/lib/cni")
 
 	var running *lab.Lab
 	var run string
@@ -322,9 +322,7 @@ func upRealNodeLab(t *testing.T, ctx context.Context, topoName string) (*lab.Lab
 		if run != "" {
 			checkNothingLeft(t, run, dir, st)
 		}
-		if _, err := os.Stat("/var/lib/cni"); (err == nil) != (varLibCNIBefore == nil) {
-			t.Errorf("/var/lib/cni existed before: %v, after: %v", varLibCNIBefore == nil, err == nil)
-		}
+		varLibCNI.Check(t)
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("teardown: %v", err)
 		}

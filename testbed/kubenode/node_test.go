@@ -34,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/podroute/podroute/cni"
+	"github.com/podroute/podroute/internal/testutil"
 	"github.com/podroute/podroute/ipam"
 	"github.com/podroute/podroute/testbed/images"
 	k8sharness "github.com/podroute/podroute/testbed/k8s"
@@ -192,7 +193,7 @@ func TestTwoRealNodes(t *testing.T) {
 	}
 	sysctlsBefore := readSysctls()
 	hostnameBefore, _ := os.Hostname()
-	_, varLibCNIBefore := os.Stat("/var/lib/cni")
+	varLibCNI := testutil.RecordExistence("/var/lib/cni")
 	var cleanup netns.Cleanup
 	nodes := []*labNode{
 		{name: "n1", ip: "10.77.0.11", netns: run + "-n1"},
@@ -216,7 +217,7 @@ func TestTwoRealNodes(t *testing.T) {
 			t.Errorf("teardown: %v", err)
 		}
 		t.Logf("teardown took %v", time.Since(start).Round(time.Millisecond))
-		checkNothingLeft(t, run, base, sysctlsBefore, varLibCNIBefore)
+		checkNothingLeft(t, run, base, sysctlsBefore, varLibCNI)
 		if h, _ := os.Hostname(); h != hostnameBefore {
 			t.Errorf("the machine's hostname changed: %q -> %q", hostnameBefore, h)
 		}
@@ -693,7 +694,7 @@ func poll(ctx context.Context, d time.Duration, f func() error) error {
 
 // checkNothingLeft: no namespace, process, cgroup or mount of this run, the
 // machine's sysctls as they were, /var/lib/cni as it was.
-func checkNothingLeft(t *testing.T, run, base string, sysctlsBefore map[string]string, varLibCNIBefore error) {
+func checkNothingLeft(t *testing.T, run, base string, sysctlsBefore map[string]string, varLibCNI testutil.Existence) {
 	t.Helper()
 	if left, _ := netns.List(run); len(left) > 0 {
 		t.Errorf("namespaces left: %v", left)
@@ -724,7 +725,5 @@ func checkNothingLeft(t *testing.T, run, base string, sysctlsBefore map[string]s
 			t.Errorf("machine sysctl %s changed: %s -> %s", k, sysctlsBefore[k], v)
 		}
 	}
-	if _, err := os.Stat("/var/lib/cni"); (err == nil) != (varLibCNIBefore == nil) {
-		t.Errorf("/var/lib/cni existed before: %v, after: %v", varLibCNIBefore == nil, err == nil)
-	}
+	varLibCNI.Check(t)
 }
