@@ -127,8 +127,9 @@ import (
 // (Established -> the injector's End-of-RIB arrived: its own sending
 // time), after-eor-s (End-of-RIB arrived -> N in kernel), cpu-s,
 // peak-RSS-MiB, peak-anon-MiB, single-p50-ms, single-max-ms,
-// withdraw-p50-ms. The log adds the kernel fill curve (10%, 20%, ... in ms after Established), the
-// CPU the injector and this test process used meanwhile, and, for
+// withdraw-p50-ms. The log adds the kernel fill curve (10%, 20%, ... in
+// ms after Established), the CPU the injector and this test process used
+// meanwhile, and, for
 // podrouted, its own log time of Established as a check on the wire
 // timestamp. Single runs on a 2-vCPU VM vary by about 20%: compare
 // receivers within a run, by the medians and the per-round ratios.

@@ -17,6 +17,7 @@
 //	main_test.go          removes the binaries testenv.Binaries built
 //	bgpwire_test.go       BGP messages read off the wire with kernel timestamps
 //	routewatch_test.go    kernel routes counted from netlink notifications
+//	memory_test.go        the anonymous peak RSS, sampled (VmHWM counts the binary too)
 //	pollsocket_test.go    the non-blocking namespace socket both read through
 //
 // This package has no non-test code; it keeps the benchmark's observers

@@ -1,6 +1,12 @@
 package bgpbench
 
-import "time"
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
 
 // Peak RSS split in two. VmHWM counts every resident page, the receiver's
 // own binary included: on kernels whose page cache holds executables in
@@ -45,4 +51,27 @@ func sampleAnonPeak(pids []int) *anonPeak {
 func (a *anonPeak) end() uint64 {
 	close(a.stop)
 	return <-a.peak
+}
+
+// TestSampleAnonPeak: memory this process touches while sampling shows in
+// the peak, and memory it never touches does not.
+func TestSampleAnonPeak(t *testing.T) {
+	const size = 64 << 20
+	self := []int{os.Getpid()}
+	debug.FreeOSMemory() // so that the buffer below cannot reuse resident pages
+	before := pidsStatusKiB(self, "RssAnon")
+	if before == 0 {
+		t.Skip("no RssAnon in /proc/self/status")
+	}
+	a := sampleAnonPeak(self)
+	buf := make([]byte, size)
+	for i := 0; i < len(buf); i += 4096 {
+		buf[i] = 1 // resident only once written
+	}
+	time.Sleep(3 * anonSampleInterval)
+	peak := a.end()
+	runtime.KeepAlive(buf)
+	if grew := int64(peak) - int64(before); grew < size/1024*3/4 {
+		t.Errorf("anonymous peak %d KiB, %d KiB before touching 64 MiB: grew by %d KiB, want about 65536", peak, before, grew)
+	}
 }
