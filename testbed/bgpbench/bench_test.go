@@ -937,6 +937,7 @@ func (l *bgpBenchLab) measureOnce(b *testing.B, r *bgpBenchReceiver, round int) 
 	cpu0, self0, frr0 := pidsCPU(pids), selfCPU(), l.frrCPU()
 	res.rssBeforeKiB = pidsStatusKiB(pids, "VmRSS")
 	anon := sampleAnonPeak(pids)
+	defer anon.end()
 	cmdAt := time.Now()
 	l.vtysh(b, "no neighbor "+r.addr()+" shutdown")
 

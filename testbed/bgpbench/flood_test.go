@@ -423,6 +423,7 @@ func (l *floodLab) floodOnce(b *testing.B, r *floodReceiver) *floodResult {
 	cpu0, self0 := procCPU(pid), selfCPU()
 	res.rssBeforeKiB = procStatusKiB(pid, "VmRSS")
 	anon := sampleAnonPeak([]int{pid})
+	defer anon.end()
 
 	s := sendFlood(p, msgs)
 	all, polled, err := r.waitRoutes(reached, floodN, floodBulkLimit)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,8 +25,10 @@ const anonSampleInterval = 5 * time.Millisecond
 
 // anonPeak samples the sum of RssAnon over some processes until end.
 type anonPeak struct {
-	stop chan struct{}
-	peak chan uint64
+	stop   chan struct{}
+	peak   chan uint64
+	once   sync.Once
+	result uint64
 }
 
 func sampleAnonPeak(pids []int) *anonPeak {
@@ -47,14 +50,20 @@ func sampleAnonPeak(pids []int) *anonPeak {
 	return a
 }
 
-// end stops the sampling (after one last sample) and returns the peak in KiB.
+// end stops the sampling (after one last sample) and returns the peak in
+// KiB. It may be called more than once (deferred, so that a benchmark that
+// fails half-way does not leave the sampler running for the rest of the
+// run), and returns the same peak each time.
 func (a *anonPeak) end() uint64 {
-	close(a.stop)
-	return <-a.peak
+	a.once.Do(func() {
+		close(a.stop)
+		a.result = <-a.peak
+	})
+	return a.result
 }
 
 // TestSampleAnonPeak: memory this process touches while sampling shows in
-// the peak, and memory it never touches does not.
+// the peak, and end gives the same peak when called again.
 func TestSampleAnonPeak(t *testing.T) {
 	const size = 64 << 20
 	self := []int{os.Getpid()}
@@ -71,6 +80,9 @@ func TestSampleAnonPeak(t *testing.T) {
 	time.Sleep(3 * anonSampleInterval)
 	peak := a.end()
 	runtime.KeepAlive(buf)
+	if again := a.end(); again != peak {
+		t.Errorf("end() again = %d KiB, first %d KiB", again, peak)
+	}
 	if grew := int64(peak) - int64(before); grew < size/1024*3/4 {
 		t.Errorf("anonymous peak %d KiB, %d KiB before touching 64 MiB: grew by %d KiB, want about 65536", peak, before, grew)
 	}

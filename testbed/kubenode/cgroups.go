@@ -213,7 +213,8 @@ func ensureMarkedDir(dir, marker string) error {
 		return fmt.Errorf("kubenode: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, marker), nil, 0o644); err != nil {
-		return fmt.Errorf("kubenode: %w", err)
+		// Unmarked, nothing would ever remove it: take it back now.
+		return errors.Join(fmt.Errorf("kubenode: %w", err), os.Remove(dir))
 	}
 	return nil
 }
